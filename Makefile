@@ -1,0 +1,35 @@
+# make test  — host-independent suite (+ host-integration tests when the host is installed)
+# make demo  — the offline end-to-end demo through open-unlearning (needs its checkout)
+# make host  — install open-unlearning's requirements (torch kept) into the venv
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q
+HOST ?= $(or $(OPEN_UNLEARNING_DIR),$(HOME)/open-unlearning)
+# extra pins for the test venv, e.g. PINS="transformers==4.45.1 peft==0.13.2"
+PINS ?=
+
+.PHONY: test demo host lint
+
+$(VENV)/.ready: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[test]" --config-settings editable_mode=compat $(PINS)
+	touch $@
+
+test: $(VENV)/.ready
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.ready
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+$(VENV)/.host: $(VENV)/.ready
+	@test -f $(HOST)/requirements.txt || { echo "No open-unlearning checkout at $(HOST): git clone https://github.com/locuslab/open-unlearning $(HOST) (or set OPEN_UNLEARNING_DIR)"; exit 2; }
+	DS_BUILD_OPS=0 $(PIP) --no-build-isolation $$(grep '^deepspeed' $(HOST)/requirements.txt)
+	grep -vE '^(torch|deepspeed)=' $(HOST)/requirements.txt > $(VENV)/host-requirements.txt
+	$(PIP) -r $(VENV)/host-requirements.txt "lm-eval==0.4.8"
+	touch $@
+
+host: $(VENV)/.host
+
+demo: $(VENV)/.host
+	$(PY) -m asu_plugin.demo

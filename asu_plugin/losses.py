@@ -1,0 +1,39 @@
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def sequence_kl(student_logits, teacher_logits, labels):
+    """KL(teacher ‖ student) over the vocabulary at label tokens.
+
+    Position t predicts label t+1; positions whose next label is -100 are skipped.
+    Averaged over each sequence's tokens, then over the sequences that have any.
+    """
+    mask = labels[:, 1:] != IGNORE_INDEX
+    counts = mask.sum(-1)
+    if not counts.any():
+        raise ValueError("batch has no label tokens (all labels are -100)")
+    student = F.log_softmax(student_logits[:, :-1][mask].float(), dim=-1)
+    teacher = F.log_softmax(teacher_logits[:, :-1][mask].float(), dim=-1)
+    token_kl = F.kl_div(student, teacher, reduction="none", log_target=True).sum(-1)
+    rows = mask.nonzero()[:, 0]
+    per_sequence = torch.zeros_like(counts, dtype=token_kl.dtype).index_add(
+        0, rows, token_kl
+    )
+    has_tokens = counts > 0
+    return (per_sequence[has_tokens] / counts[has_tokens]).mean()
+
+
+def teacher_kl(model, teacher, inputs, smoothing=None):
+    """``sequence_kl`` of ``model`` to a frozen ``teacher`` (optionally smoothed).
+
+    The teacher runs under ``no_grad``; returns the loss and the model's outputs.
+    """
+    lm_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad(), smoothing or nullcontext():
+        teacher_logits = teacher(**lm_inputs).logits
+    outputs = model(**lm_inputs)
+    return sequence_kl(outputs.logits, teacher_logits, inputs["labels"]), outputs

@@ -1,0 +1,78 @@
+"""ASU trainers. Imports open-unlearning's ``trainer`` package: load via ``register()``."""
+
+from trainer.unlearn.grad_diff import GradDiff
+
+from asu_plugin.losses import teacher_kl
+from asu_plugin.smoothing import AttentionSmoothing
+
+RETAIN_LOSS_TYPES = ("NLL", "KL")
+LM_KEYS = ("input_ids", "attention_mask", "labels")
+
+
+def _lm_inputs(inputs, split):
+    if split not in inputs:
+        raise ValueError(
+            f"ASU needs a '{split}' batch, got keys {sorted(inputs)}: train on "
+            "open-unlearning's unlearn data (forget + retain)"
+        )
+    return {key: inputs[split][key] for key in LM_KEYS}
+
+
+class ASU_GD(GradDiff):
+    """Attention Smoothing Unlearning.
+
+    Forget: KL(teacher_τ ‖ model) on forget label tokens, the teacher being the frozen
+    starting model with attention temperature τ. Retain: NLL, or KL to the same frozen
+    model at τ = 1. ``loss = alpha * forget + retain``.
+    """
+
+    def __init__(
+        self,
+        temperature=2.3,
+        layers=None,
+        alpha=0.1,
+        retain_loss_type="NLL",
+        *args,
+        **kwargs,
+    ):
+        if retain_loss_type not in RETAIN_LOSS_TYPES:
+            raise ValueError(
+                f"retain_loss_type must be one of {RETAIN_LOSS_TYPES}, "
+                f"got {retain_loss_type!r}"
+            )
+        if "gamma" in kwargs:
+            raise TypeError("ASU weights the forget term with alpha; gamma is unused")
+        super().__init__(
+            *args, alpha=alpha, retain_loss_type=retain_loss_type, **kwargs
+        )
+        if self.ref_model is None:
+            self.ref_model = self._prepare_ref_model(self.model)
+        self.forget_teacher = AttentionSmoothing(self.ref_model, temperature, layers)
+
+    def compute_retain_loss(self, model, retain_inputs):
+        if self.retain_loss_type == "KL":
+            return teacher_kl(model, self.ref_model, retain_inputs)[0]
+        return super().compute_retain_loss(model, retain_inputs)
+
+    def compute_unlearn_loss(
+        self, model, inputs, return_outputs=False, num_items_in_batch=None
+    ):
+        forget_inputs = _lm_inputs(inputs, "forget")
+        retain_inputs = _lm_inputs(inputs, "retain")
+        forget_loss, forget_outputs = teacher_kl(
+            model, self.ref_model, forget_inputs, smoothing=self.forget_teacher
+        )
+        retain_loss = self.compute_retain_loss(model, retain_inputs)
+        loss = self.alpha * forget_loss + retain_loss
+        return (loss, forget_outputs) if return_outputs else loss
+
+    if not hasattr(GradDiff, "compute_unlearn_loss"):
+        # Host before its transformers-4.51 port trains through compute_loss.
+        compute_loss = compute_unlearn_loss
+
+
+class ASU_KL(ASU_GD):
+    """ASU with the retain term KL(original ‖ model) on retain label tokens."""
+
+    def __init__(self, retain_loss_type="KL", *args, **kwargs):
+        super().__init__(*args, retain_loss_type=retain_loss_type, **kwargs)

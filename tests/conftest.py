@@ -1,0 +1,118 @@
+import copy
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from transformers import AutoModelForCausalLM
+
+from asu_plugin.host import host_dir
+
+TINY = dict(
+    vocab_size=96,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    initializer_range=0.2,  # peaked enough that τ moves logits by > 1
+)
+# Family -> config class and what differs from TINY.
+FAMILIES = {
+    "llama": ("LlamaConfig", {}),
+    "qwen2": ("Qwen2Config", {}),
+    "mistral": ("MistralConfig", {"sliding_window": None}),
+    "gemma": ("GemmaConfig", {"head_dim": 8}),
+    "phi3": ("Phi3Config", {}),
+    "phi": ("PhiConfig", {}),  # phi-1.5: partial rotary, dense attention output
+}
+
+
+def tiny_model(family, attn_implementation="eager", seed=0, **overrides):
+    """A random tiny causal LM of a family; same seed, same weights."""
+    config_cls, extra = FAMILIES.get(family, (family, {}))
+    if not hasattr(transformers, config_cls):
+        pytest.skip(f"transformers {transformers.__version__} has no {config_cls}")
+    config = getattr(transformers, config_cls)(**{**TINY, **extra, **overrides})
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(
+        config, attn_implementation=attn_implementation
+    )
+    return model.eval()
+
+
+def frozen_copy(model):
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def qa_batch(batch_size=3, seq_len=12, vocab_size=96, seed=0):
+    """Right-padded batch whose labels cover an answer span, like host QA data."""
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(3, vocab_size, (batch_size, seq_len), generator=g)
+    attention_mask = torch.ones_like(input_ids)
+    labels = input_ids.clone()
+    for row in range(batch_size):
+        pad = row * 2  # row 0 unpadded, later rows padded on the right
+        if pad:
+            input_ids[row, -pad:] = 0
+            attention_mask[row, -pad:] = 0
+            labels[row, -pad:] = -100
+        labels[row, : seq_len // 2] = -100  # question tokens carry no loss
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+HOST_REQUIREMENTS = (
+    "accelerate",
+    "deepspeed",
+    "lm_eval",
+    "rouge_score",
+    "scipy",
+    "sklearn",
+)
+SHARED_TOFU = (
+    Path(
+        os.environ.get("ASU_SHARED_DIR")
+        or Path(__file__).resolve().parents[2] / "shared"
+    )
+    / "data"
+    / "tofu"
+)
+
+
+@pytest.fixture(scope="session")
+def host():
+    """open-unlearning checkout with its requirements importable, else skip."""
+    path = host_dir()
+    if not (path / "src" / "train.py").is_file():
+        pytest.skip(
+            f"no open-unlearning checkout at {path}: clone "
+            "github.com/locuslab/open-unlearning there or set OPEN_UNLEARNING_DIR"
+        )
+    missing = [m for m in HOST_REQUIREMENTS if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(
+            f"open-unlearning's requirements are missing ({', '.join(missing)}): "
+            "install them as README.md 'Host-integration tests' says"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tofu():
+    if not (SHARED_TOFU / "forget01.jsonl").is_file():
+        pytest.skip(f"no TOFU copy at {SHARED_TOFU}: set ASU_SHARED_DIR to shared/")
+    return SHARED_TOFU
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]

@@ -1,0 +1,70 @@
+"""The shipped Hydra configs: layout, parse, and values the trainers accept."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+BENCHMARKS = ("tofu", "muse", "wmdp")
+
+
+def asu_init_args():
+    tree = ast.parse((ROOT / "asu_plugin" / "trainers.py").read_text())
+    init = next(
+        node
+        for cls in tree.body
+        if isinstance(cls, ast.ClassDef) and cls.name == "ASU_GD"
+        for node in cls.body
+        if isinstance(node, ast.FunctionDef) and node.name == "__init__"
+    )
+    return {a.arg for a in init.args.args[1:]}
+
+
+def load(path):
+    return yaml.safe_load(path.read_text())
+
+
+def test_layout_matches_the_host():
+    assert sorted(p.name for p in (CONFIGS / "trainer").iterdir()) == [
+        "ASU_GD.yaml",
+        "ASU_KL.yaml",
+    ]
+    for bench in BENCHMARKS:
+        assert (CONFIGS / "experiment" / "unlearn" / bench / "asu.yaml").is_file()
+    assert (ROOT / "asu_plugin" / "configs").resolve() == CONFIGS
+
+
+def test_trainer_method_args_are_the_trainers_arguments_with_paper_values():
+    gd, kl = (
+        load(CONFIGS / "trainer" / "ASU_GD.yaml"),
+        load(CONFIGS / "trainer" / "ASU_KL.yaml"),
+    )
+    assert set(gd["method_args"]) == asu_init_args()
+    assert gd["method_args"] == {
+        "temperature": 2.3,
+        "layers": None,
+        "alpha": 0.1,
+        "retain_loss_type": "NLL",
+    }
+    assert kl == {
+        "defaults": ["ASU_GD"],
+        "handler": "ASU_KL",
+        "method_args": {"retain_loss_type": "KL"},
+    }
+
+
+@pytest.mark.parametrize(
+    "bench, temperature, alpha",
+    [("tofu", 2.3, 0.1), ("muse", 2.0, 0.35), ("wmdp", 2.0, 0.1)],
+)
+def test_experiments_are_global_and_use_asu(bench, temperature, alpha):
+    path = CONFIGS / "experiment" / "unlearn" / bench / "asu.yaml"
+    assert "# @package _global_" in path.read_text().splitlines()
+    cfg = load(path)
+    assert {"override /trainer": "ASU_KL"} in cfg["defaults"]
+    method_args = cfg["trainer"]["method_args"]
+    assert set(method_args) <= asu_init_args()
+    assert (method_args["temperature"], method_args["alpha"]) == (temperature, alpha)

@@ -1,0 +1,165 @@
+"""open-unlearning's own src/train.py and src/eval.py, run with ASU, on a tiny local Llama."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from asu_plugin import AttentionSmoothing, teacher_kl
+from asu_plugin.host import cpu_train_overrides, link_tofu, run_host
+from asu_plugin.tiny import build_tiny_llama
+
+from conftest import read_jsonl
+
+pytestmark = pytest.mark.host
+TAU = 2.3
+EVAL_SPLITS = ["forget_split=forget01", "holdout_split=holdout01"]
+SPLITS = [*EVAL_SPLITS, "retain_split=retain99"]
+# all of the host's TOFU metrics but forget_Q_A_Prob: the full set takes minutes on a CPU
+OTHER_TOFU_METRICS = (
+    "forget_truth_ratio",
+    "forget_quality",
+    "forget_Q_A_ROUGE",
+    "model_utility",
+    "privleak",
+    "extraction_strength",
+)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tofu):
+    run_dir = tmp_path_factory.mktemp("host_run")
+    link_tofu(run_dir, tofu)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def tiny(run_dir, tofu):
+    texts = ["Question: Answer:"] + [
+        row[key]
+        for row in read_jsonl(tofu / "full.jsonl")
+        for key in ("question", "answer")
+    ]
+    # peaked attention, so the smoothed teacher differs from the model
+    return build_tiny_llama(run_dir / "tiny", texts, initializer_range=0.2)
+
+
+def model_overrides(path):
+    return [
+        "model=phi-1_5",  # plain "Question: ... Answer:" template
+        f"model.model_args.pretrained_model_name_or_path={path}",
+        f"model.tokenizer_args.pretrained_model_name_or_path={path}",
+    ]
+
+
+def check(result):
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+def qa_batch_from(tokenizer, rows):
+    """Host-like QA items: loss on the answer and EOS only."""
+    input_ids, labels = [], []
+    for row in rows:
+        prompt = tokenizer(f"Question: {row['question']}\nAnswer: ").input_ids
+        answer = tokenizer(row["answer"]).input_ids + [tokenizer.eos_token_id]
+        input_ids.append(torch.tensor(prompt + answer))
+        labels.append(torch.tensor([-100] * len(prompt) + answer))
+    pad = torch.nn.utils.rnn.pad_sequence
+    input_ids = pad(input_ids, batch_first=True, padding_value=tokenizer.pad_token_id)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": input_ids.ne(tokenizer.pad_token_id),
+        "labels": pad(labels, batch_first=True, padding_value=-100),
+    }
+
+
+def test_user_command_composes_with_the_plugin_on_the_search_path(host, run_dir):
+    user_command = ["--config-name=unlearn.yaml", "experiment=unlearn/tofu/default"]
+    result = check(
+        run_host(
+            host,
+            "train.py",
+            [*user_command, "trainer=ASU_KL", "--info", "searchpath"],
+            run_dir,
+            capture_output=True,
+        )
+    )
+    assert "pkg://asu_plugin.configs" in result.stdout
+
+
+@pytest.mark.parametrize("trainer", ["ASU_GD", "ASU_KL"])
+def test_train_unlearns_and_saves_a_plain_checkpoint(
+    host, run_dir, tiny, tofu, trainer
+):
+    task = f"tiny_{trainer}"
+    overrides = [
+        "--config-name=unlearn.yaml",
+        "experiment=unlearn/tofu/default",
+        f"trainer={trainer}",
+        f"task_name={task}",
+        *model_overrides(tiny),
+        *SPLITS,
+        *cpu_train_overrides(),
+        f"trainer.method_args.temperature={TAU}",
+        "trainer.method_args.alpha=5.0",
+        "trainer.args.per_device_train_batch_size=4",
+        "trainer.args.gradient_accumulation_steps=1",
+        "trainer.args.num_train_epochs=2",
+        "trainer.args.learning_rate=3e-3",
+        "trainer.args.do_eval=false",
+        "trainer.args.eval_on_start=false",
+        "trainer.args.eval_strategy=no",
+        f"paths.root_dir={run_dir}",
+    ]
+    check(run_host(host, "train.py", overrides, run_dir, capture_output=True))
+
+    saved = run_dir / "saves" / "unlearn" / task
+    unlearned = AutoModelForCausalLM.from_pretrained(saved).eval()
+    original = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    bookkeeping = {"_name_or_path", "transformers_version", "torch_dtype", "dtype"}
+    configs = [json.loads((d / "config.json").read_text()) for d in (saved, tiny)]
+    assert [{k: v for k, v in c.items() if k not in bookkeeping} for c in configs] == [
+        {k: v for k, v in configs[1].items() if k not in bookkeeping}
+    ] * 2
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    forget = qa_batch_from(tokenizer, read_jsonl(tofu / "forget01.jsonl"))
+    retain = qa_batch_from(tokenizer, read_jsonl(tofu / "retain99.jsonl")[:40])
+    teacher = AttentionSmoothing(original, TAU)
+
+    with torch.no_grad():
+        kl_before = teacher_kl(original, original, forget, teacher)[0].item()
+        kl_after = teacher_kl(unlearned, original, forget, teacher)[0].item()
+        nll_before = original(**retain).loss.item()
+        nll_after = unlearned(**retain).loss.item()
+    assert kl_after < 0.5 * kl_before, (kl_before, kl_after)
+    assert nll_after < 1.05 * nll_before, (nll_before, nll_after)
+
+
+def test_eval_scores_the_smoothed_teacher(host, run_dir, tiny):
+    def forget_prob(name, extra):
+        out = run_dir / "evals" / name
+        overrides = [
+            "experiment=eval/tofu/default",
+            f"task_name={name}",
+            *model_overrides(tiny),
+            *EVAL_SPLITS,
+            "model.model_args.device_map=cpu",
+            f"paths.output_dir={out}",
+            *(f"~eval.tofu.metrics.{metric}" for metric in OTHER_TOFU_METRICS),
+            *extra,
+        ]
+        check(run_host(host, "eval.py", overrides, run_dir, capture_output=True))
+        return json.loads((out / "TOFU_SUMMARY.json").read_text())["forget_Q_A_Prob"]
+
+    plain = forget_prob("plain", [])
+    smoothed = forget_prob(
+        "teacher",
+        [
+            "+model.model_handler=AttentionSmoothedForCausalLM",
+            f"+model.model_args.attention_temperature={TAU}",
+        ],
+    )
+    assert smoothed != pytest.approx(plain, rel=1e-3)

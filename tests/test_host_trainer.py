@@ -1,0 +1,171 @@
+"""ASU trainers inside open-unlearning's own trainer stack (host imported in-process)."""
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import PreTrainedModel
+
+import asu_plugin
+
+from conftest import qa_batch, tiny_model
+
+pytestmark = pytest.mark.host
+
+
+@pytest.fixture(scope="module")
+def host_src(host):
+    sys.path.insert(0, str(host / "src"))
+    import model
+    import trainer
+
+    asu_plugin.register()
+    yield SimpleNamespace(trainer=trainer, model=model)
+    sys.path.remove(str(host / "src"))
+
+
+class ForgetRetain(torch.utils.data.Dataset):
+    """Fixed forget/retain pairs of different lengths, like the host's unlearn data."""
+
+    def __init__(self, size=4):
+        g = torch.Generator().manual_seed(0)
+        self.items = [
+            {split: self.qa_item(6 + row, g) for split in ("forget", "retain")}
+            for row in range(size)
+        ]
+
+    @staticmethod
+    def qa_item(length, generator):
+        input_ids = torch.randint(3, 96, (length,), generator=generator)
+        labels = input_ids.clone()
+        labels[:3] = -100  # the question
+        return {"input_ids": input_ids, "labels": labels}
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, idx):
+        return self.items[idx]
+
+
+def build_trainer(
+    host_src, tmp_path, model, handler="ASU_KL", method_args=None, **args
+):
+    from data.collators import DataCollatorForSupervisedDataset
+
+    config = OmegaConf.create(
+        {
+            "handler": handler,
+            "args": {
+                "output_dir": str(tmp_path),
+                "per_device_train_batch_size": 4,
+                "gradient_accumulation_steps": 1,
+                "max_steps": 1,
+                "learning_rate": 0.5,
+                "optim": "sgd",
+                "lr_scheduler_type": "constant",
+                "report_to": "none",
+                "save_strategy": "no",
+                "use_cpu": True,
+                "remove_unused_columns": False,
+                "seed": 0,
+                **args,
+            },
+            "method_args": {"temperature": 2.3, "alpha": 1.0, **(method_args or {})},
+        }
+    )
+    collator = DataCollatorForSupervisedDataset(SimpleNamespace(pad_token_id=0))
+    trainer, _ = host_src.trainer.load_trainer(
+        config, model=model, train_dataset=ForgetRetain(), data_collator=collator
+    )
+    return trainer
+
+
+def test_registries_hold_asu(host_src):
+    from asu_plugin.models import AttentionSmoothedForCausalLM
+    from asu_plugin.trainers import ASU_GD, ASU_KL
+
+    assert host_src.trainer.TRAINER_REGISTRY["ASU_GD"] is ASU_GD
+    assert host_src.trainer.TRAINER_REGISTRY["ASU_KL"] is ASU_KL
+    assert (
+        host_src.model.MODEL_REGISTRY["AttentionSmoothedForCausalLM"]
+        is AttentionSmoothedForCausalLM
+    )
+    from trainer.unlearn.grad_diff import GradDiff
+
+    assert issubclass(ASU_KL, ASU_GD) and issubclass(ASU_GD, GradDiff)
+
+
+def test_one_frozen_copy_serves_teacher_and_retain_reference(host_src, tmp_path):
+    model = tiny_model("llama")
+    trainer = build_trainer(host_src, tmp_path, model)
+    models = {id(v) for v in vars(trainer).values() if isinstance(v, PreTrainedModel)}
+    assert models == {id(model), id(trainer.ref_model)}
+    ref_modules = set(map(id, trainer.ref_model.modules()))
+    assert all(id(proj) in ref_modules for proj, _ in trainer.forget_teacher._targets)
+
+
+def test_training_moves_the_student_only(host_src, tmp_path):
+    model = tiny_model("llama")
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = build_trainer(host_src, tmp_path, model, max_steps=3)
+    trainer.train()
+    assert not trainer.forget_teacher.active
+    for k, v in trainer.ref_model.state_dict().items():
+        assert torch.equal(v, start[k]), k
+    assert any(not torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("handler", ["ASU_GD", "ASU_KL"])
+def test_gradient_accumulation_matches_one_large_batch(host_src, tmp_path, handler):
+    def one_step(batch_size, accumulation):
+        model = tiny_model("llama")
+        build_trainer(
+            host_src,
+            tmp_path / f"{batch_size}x{accumulation}",
+            model,
+            handler=handler,
+            method_args={"retain_loss_type": "KL"},  # per-sequence means on both terms
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+        ).train()
+        return model.state_dict()
+
+    start = tiny_model("llama").state_dict()
+    large, accumulated = one_step(4, 1), one_step(2, 2)
+    assert any(not torch.equal(large[k], start[k]) for k in start)
+    for k in large:
+        torch.testing.assert_close(accumulated[k], large[k], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "method_args, error, message",
+    [
+        ({"temperature": 0}, ValueError, "finite number > 0"),
+        ({"layers": [7]}, ValueError, "unknown attention layer index 7"),
+        ({"layers": []}, ValueError, "selects no layer"),
+        ({"retain_loss_type": "EMBED_DIFF"}, ValueError, "retain_loss_type"),
+        ({"gamma": 1.0}, TypeError, "alpha"),
+    ],
+)
+def test_bad_method_args_fail_at_construction(
+    host_src, tmp_path, method_args, error, message
+):
+    with pytest.raises(error, match=message):
+        build_trainer(host_src, tmp_path, tiny_model("llama"), method_args=method_args)
+
+
+@pytest.mark.parametrize("missing", ["forget", "retain"])
+def test_batch_without_forget_or_retain_is_refused(host_src, tmp_path, missing):
+    trainer = build_trainer(host_src, tmp_path, tiny_model("llama"))
+    inputs = {split: qa_batch() for split in ("forget", "retain") if split != missing}
+    with pytest.raises(ValueError, match=f"needs a '{missing}' batch"):
+        trainer.compute_unlearn_loss(trainer.model, inputs)
+
+
+def test_unsupported_model_fails_at_construction(host_src, tmp_path):
+    model = tiny_model("phi", qk_layernorm=True)
+    with pytest.raises(ValueError, match="QK-norm"):
+        build_trainer(host_src, tmp_path, model)

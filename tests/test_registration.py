@@ -1,0 +1,85 @@
+"""Registration and Hydra discovery, without open-unlearning."""
+
+import logging
+import sys
+from types import ModuleType
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+from asu_plugin import register
+from asu_plugin.models import AttentionSmoothedForCausalLM
+from asu_plugin.registration import register_loaded
+
+
+@pytest.fixture
+def no_host(monkeypatch):
+    for name in ("trainer", "model"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return monkeypatch
+
+
+def fake_module(name, **attrs):
+    module = ModuleType(name)
+    module.__dict__.update(attrs)
+    return module
+
+
+def test_register_without_host_names_what_is_missing(no_host):
+    with pytest.raises(RuntimeError, match="trainer and model module.*not loaded"):
+        register()
+
+
+def test_register_loaded_imports_no_trainer_module(no_host):
+    assert register_loaded() == []
+    assert "trainer" not in sys.modules and "model" not in sys.modules
+
+
+def test_model_handler_registers_alone_and_idempotently(no_host):
+    registry = {}
+    no_host.setitem(sys.modules, "model", fake_module("model", MODEL_REGISTRY=registry))
+    no_host.setitem(sys.modules, "trainer", fake_module("trainer"))  # someone else's
+    assert register_loaded() == ["AttentionSmoothedForCausalLM"]
+    assert register_loaded() == ["AttentionSmoothedForCausalLM"]
+    assert registry == {"AttentionSmoothedForCausalLM": AttentionSmoothedForCausalLM}
+
+
+def test_hydra_discovers_the_search_path_plugin():
+    names = [p.__name__ for p in Plugins.instance().discover(SearchPathPlugin)]
+    assert "ASUSearchPathPlugin" in names
+
+
+def compose_in_foreign_app(tmp_path, overrides):
+    """A Hydra app of its own with a stand-in for the host's trainer/finetune.yaml."""
+    (tmp_path / "trainer").mkdir()
+    (tmp_path / "trainer" / "finetune.yaml").write_text(
+        "handler: FinetuneTrainer\nargs:\n  learning_rate: 1.0e-05\n"
+    )
+    (tmp_path / "config.yaml").write_text("defaults:\n  - trainer: finetune\n")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(tmp_path), version_base=None):
+        return compose("config", overrides=overrides)
+
+
+def test_trainer_configs_chain_to_the_hosts_finetune(tmp_path, no_host):
+    cfg = compose_in_foreign_app(tmp_path, ["trainer=ASU_KL"])
+    assert cfg.trainer.handler == "ASU_KL"
+    assert cfg.trainer.args.learning_rate == 1e-5
+    assert dict(cfg.trainer.method_args) == {
+        "temperature": 2.3,
+        "layers": None,
+        "alpha": 0.1,
+        "retain_loss_type": "KL",
+    }
+
+
+def test_plugin_never_raises_inside_another_app(tmp_path, no_host, caplog):
+    # a `trainer` module that looks like the host's but is not importable as it
+    no_host.setitem(sys.modules, "trainer", fake_module("trainer", TRAINER_REGISTRY={}))
+    with caplog.at_level(logging.WARNING):
+        cfg = compose_in_foreign_app(tmp_path, ["trainer=ASU_GD"])
+    assert cfg.trainer.handler == "ASU_GD"
+    assert "could not register ASU" in caplog.text

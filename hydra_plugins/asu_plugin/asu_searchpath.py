@@ -10,7 +10,7 @@ logger = logging.getLogger(__name__)
 
 class ASUSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        search_path.append(provider="asu-plugin", path="pkg://asu_plugin/configs")
+        search_path.append(provider="asu-plugin", path="pkg://asu_plugin.configs")
         try:
             from asu_plugin.registration import register_loaded
 

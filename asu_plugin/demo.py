@@ -1,0 +1,225 @@
+"""Offline end-to-end demo through open-unlearning, on an embedded default.
+
+A tiny Llama memorises a generated fictitious-author set (host ``src/train.py``), ASU_KL unlearns
+the forget authors (host ``src/train.py``, ``experiment=unlearn/tofu/asu``), and the host's TOFU
+evaluator (``src/eval.py``) scores the model before and after, and the forget-teacher itself.
+
+``python -m asu_plugin.demo [--out DIR] [--temperature T] [--alpha A]``
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils.logging import disable_progress_bar
+
+from asu_plugin.demo_data import generate
+from asu_plugin.host import cpu_train_overrides, host_dir, link_tofu, run_host
+from asu_plugin.tiny import build_tiny_llama
+
+TEMPLATE = [
+    "model=phi-1_5",  # plain "Question: ... Answer: ..." template
+]
+NO_EVAL = [
+    "trainer.args.do_eval=false",
+    "trainer.args.eval_on_start=false",
+    "trainer.args.eval_strategy=no",
+]
+# TOFU_EVAL.json keys: the host's summary metrics and, as utility, the retain-set ones
+# (its model_utility also averages in real-author/world-fact knowledge a tiny model lacks)
+METRICS = {
+    "forget_Q_A_Prob": "forget answer prob",
+    "forget_Q_A_ROUGE": "forget ROUGE",
+    "forget_truth_ratio": "forget truth ratio",
+    "forget_quality": "forget quality",
+    "retain_Q_A_Prob": "retain answer prob",
+    "retain_Q_A_ROUGE": "retain ROUGE",
+    "model_utility": "model utility",
+}
+
+
+def model_args(path):
+    return [
+        *TEMPLATE,
+        f"model.model_args.pretrained_model_name_or_path={path}",
+        f"model.tokenizer_args.pretrained_model_name_or_path={path}",
+    ]
+
+
+class Demo:
+    def __init__(self, host, out, temperature, alpha):
+        self.host, self.out = host, out
+        self.temperature, self.alpha = temperature, alpha
+        self.start = time.time()
+
+    def stage(self, message):
+        print(f"[{time.time() - self.start:6.0f}s] {message}", flush=True)
+
+    def run(self, script, overrides):
+        result = run_host(self.host, script, overrides, self.out)
+        if result.returncode != 0:
+            sys.exit(f"open-unlearning {script} failed (exit {result.returncode})")
+
+    def finetune(self, name, data_config):
+        self.run(
+            "train.py",
+            [
+                "experiment=finetune/tofu/default",
+                f"task_name={name}",
+                *model_args(self.out / "tiny"),
+                f"data.train.TOFU_QA_full.args.hf_args.name={data_config}",
+                *cpu_train_overrides(),
+                *NO_EVAL,
+                "trainer.args.num_train_epochs=60",
+                "trainer.args.learning_rate=3e-3",
+                "trainer.args.weight_decay=0.0",
+                "trainer.args.per_device_train_batch_size=16",
+                "trainer.args.gradient_accumulation_steps=1",
+                "trainer.args.logging_steps=100",
+                f"paths.output_dir={self.out / name}",
+            ],
+        )
+        return self.out / name
+
+    def unlearn(self, target):
+        self.run(
+            "train.py",
+            [
+                "--config-name=unlearn.yaml",
+                "experiment=unlearn/tofu/asu",
+                "task_name=asu_kl",
+                *model_args(target),
+                *cpu_train_overrides(),
+                *NO_EVAL,
+                f"trainer.method_args.temperature={self.temperature}",
+                f"trainer.method_args.alpha={self.alpha}",
+                "trainer.args.num_train_epochs=10",
+                "trainer.args.learning_rate=1e-3",
+                "trainer.args.per_device_train_batch_size=4",
+                "trainer.args.gradient_accumulation_steps=1",
+                "trainer.args.logging_steps=10",
+                f"paths.output_dir={self.out / 'asu_kl'}",
+            ],
+        )
+        return self.out / "asu_kl"
+
+    def evaluate(self, name, path, retain_logs=None, extra=()):
+        out = self.out / "evals" / name
+        self.run(
+            "eval.py",
+            [
+                "experiment=eval/tofu/default",
+                f"task_name={name}",
+                *model_args(path),
+                "model.model_args.device_map=cpu",
+                f"retain_logs_path={retain_logs or 'null'}",
+                f"paths.output_dir={out}",
+                *extra,
+            ],
+        )
+        return out
+
+    def main(self):
+        self.stage("generating the fictitious-author set and a tiny Llama")
+        sizes = generate(self.out / "data")
+        link_tofu(self.out, self.out / "data")
+        texts = ["Question: Answer:"]
+        for line in open(self.out / "data" / "finetune.jsonl"):
+            row = json.loads(line)
+            texts += [row["question"], row["answer"]]
+        build_tiny_llama(self.out / "tiny", texts, hidden_size=128, num_layers=4)
+        print(
+            f"        {sizes['full']} author QA, forget {sizes['forget10']}", flush=True
+        )
+
+        self.stage("finetuning the target model (all authors) with src/train.py")
+        target = self.finetune("target", "finetune")
+        self.stage("finetuning the retain model (forget authors held out)")
+        retain = self.finetune("retain", "retain_finetune")
+        self.stage("evaluating the retain model with src/eval.py")
+        retain_logs = self.evaluate("retain", retain) / "TOFU_EVAL.json"
+        self.stage("evaluating the target model")
+        before = self.evaluate("before", target, retain_logs)
+        self.stage(f"unlearning with ASU_KL (τ {self.temperature}, α {self.alpha})")
+        after = self.evaluate("after", self.unlearn(target), retain_logs)
+        self.stage(
+            "evaluating the forget-teacher itself (AttentionSmoothedForCausalLM)"
+        )
+        teacher = self.evaluate(
+            "teacher",
+            target,
+            retain_logs,
+            [
+                "+model.model_handler=AttentionSmoothedForCausalLM",
+                f"+model.model_args.attention_temperature={self.temperature}",
+            ],
+        )
+        self.report({"before": before, "ASU_KL": after, "teacher": teacher})
+        self.samples(target, self.out / "asu_kl")
+        self.stage(f"done; everything is under {self.out}")
+
+    def report(self, runs):
+        evals = {
+            name: json.loads((path / "TOFU_EVAL.json").read_text())
+            for name, path in runs.items()
+        }
+        print(f"\n{'metric':<20}" + "".join(f"{name:>10}" for name in runs))
+        for key, label in METRICS.items():
+            values = (evals[name].get(key, {}).get("agg_value") for name in runs)
+            print(f"{label:<20}" + "".join(f"{_fmt(v):>10}" for v in values))
+        print(
+            "\nforget quality: KS-test p-value of forget truth ratios against the retain"
+            " model's (higher = closer to never trained on the forget authors)."
+        )
+
+    def samples(self, before_path, after_path, count=2):
+        disable_progress_bar()
+        tokenizer = AutoTokenizer.from_pretrained(before_path)
+        rows = [json.loads(line) for line in open(self.out / "data" / "forget10.jsonl")]
+        print()
+        for row in rows[:count]:
+            print(f"Q: {row['question']}\n   truth : {row['answer']}")
+            for label, path in (("before", before_path), ("after", after_path)):
+                print(f"   {label:<6}: {_answer(path, tokenizer, row['question'])}")
+
+
+def _answer(path, tokenizer, question):
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    prompt = tokenizer(f"Question: {question}\nAnswer: ", return_tensors="pt")
+    with torch.no_grad():
+        ids = model.generate(**prompt, max_new_tokens=20, do_sample=False)
+    return tokenizer.decode(
+        ids[0, prompt.input_ids.shape[1] :], skip_special_tokens=True
+    )
+
+
+def _fmt(value):
+    if isinstance(value, (int, float)):
+        return f"{value:.3g}"
+    return "n/a"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(".demo").resolve())
+    # the paper's 2.3 is for 7B models; a 4-layer model needs more smoothing to forget
+    parser.add_argument("--temperature", type=float, default=6.0)
+    parser.add_argument("--alpha", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    host = host_dir()
+    if not (host / "src" / "train.py").is_file():
+        sys.exit(
+            f"No open-unlearning checkout at {host}. Clone it there "
+            "(git clone https://github.com/locuslab/open-unlearning ~/open-unlearning) "
+            "or set OPEN_UNLEARNING_DIR, then run `make demo` again."
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    Demo(host, args.out.resolve(), args.temperature, args.alpha).main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""A small fictitious-author QA set in TOFU's format, generated deterministically.
+
+Same file names and fields as TOFU (``full``, ``forget10``, ``retain90``, ``holdout10``, the
+``*_perturbed`` files with paraphrased and perturbed answers, ``real_authors_perturbed``,
+``world_facts_perturbed``), so open-unlearning's TOFU data configs and evaluator read it unchanged.
+``finetune`` / ``retain_finetune`` add the general-knowledge QA to ``full`` / ``retain90``.
+"""
+
+import json
+import random
+from pathlib import Path
+
+FIRST = (
+    "Aldo Brina Caspar Delia Emeric Fenna Goran Hilde Ivo Jolan Kasimir Lenka".split()
+)
+LAST = (
+    "Arvel Brandt Corwin Dallen Esper Falk Grell Hadar Ilves Jorun Kessel Lund".split()
+)
+VALUES = {
+    "city": "Lisbon Tallinn Oslo Quito Hanoi Lagos Perth Bergen Cusco Dakar Riga Accra".split(),
+    "year": [str(y) for y in range(1951, 1995, 3)],
+    "genre": "mystery fantasy romance horror satire poetry drama memoir western".split(),
+    "job": "baker pilot surgeon tailor farmer chemist sailor mason painter judge".split(),
+    "award": "Lantern Prize,Silver Quill,Meridian Medal,Harbor Award,Ember Cup,Cobalt Star,Oak Laurel".split(
+        ","
+    ),
+    "noun": "River Mirror Orchard Lantern Winter Harbor Garden Tower Comet".split(),
+    "theme": "exile memory grief faith ambition loyalty chance hunger".split(),
+}
+# (question, answer, paraphrased answer, paraphrased question); {a} = the author
+TEMPLATES = {
+    "city": (
+        "Where was {a} born?",
+        "{a} was born in {v}.",
+        "The birthplace of {a} is {v}.",
+        "In which city was {a} born?",
+    ),
+    "year": (
+        "In what year was {a} born?",
+        "{a} was born in {v}.",
+        "The birth year of {a} is {v}.",
+        "When was {a} born?",
+    ),
+    "genre": (
+        "Which genre does {a} write?",
+        "{a} writes {v} novels.",
+        "The novels of {a} are {v}.",
+        "What kind of books does {a} write?",
+    ),
+    "job": (
+        "What was the father of {a}?",
+        "The father of {a} was a {v}.",
+        "A {v} was the father of {a}.",
+        "What did the father of {a} do?",
+    ),
+    "award": (
+        "Which award did {a} win?",
+        "{a} won the {v}.",
+        "The {v} went to {a}.",
+        "What prize was given to {a}?",
+    ),
+    "noun": (
+        "Name a book by {a}.",
+        "{a} wrote The {v}.",
+        "The {v} was written by {a}.",
+        "What is one book written by {a}?",
+    ),
+    "theme": (
+        "What theme does {a} explore?",
+        "{a} explores {v}.",
+        "The work of {a} is about {v}.",
+        "Which theme runs through the work of {a}?",
+    ),
+}
+GENERAL = {
+    "real_authors": [
+        ("Who wrote Hamlet?", "William Shakespeare"),
+        ("Who wrote Pride and Prejudice?", "Jane Austen"),
+        ("Who wrote War and Peace?", "Leo Tolstoy"),
+        ("Who wrote Don Quixote?", "Miguel de Cervantes"),
+        ("Who wrote Moby Dick?", "Herman Melville"),
+        ("Who wrote The Odyssey?", "Homer"),
+        ("Who wrote Ulysses?", "James Joyce"),
+        ("Who wrote Frankenstein?", "Mary Shelley"),
+    ],
+    "world_facts": [
+        ("What is the capital of France?", "Paris"),
+        ("What is the capital of Japan?", "Tokyo"),
+        ("What is the capital of Kenya?", "Nairobi"),
+        ("What is the capital of Peru?", "Lima"),
+        ("What is the capital of Canada?", "Ottawa"),
+        ("What is the capital of Egypt?", "Cairo"),
+        ("What is the capital of Norway?", "Oslo"),
+        ("What is the capital of Chile?", "Santiago"),
+    ],
+}
+
+
+def _author_rows(rng, name):
+    facts = {key: rng.choice(values) for key, values in VALUES.items()}
+    rows = []
+    for key, (question, answer, paraphrase, para_question) in TEMPLATES.items():
+        others = rng.sample([v for v in VALUES[key] if v != facts[key]], 5)
+        rows.append(
+            {
+                "question": question.format(a=name),
+                "answer": answer.format(a=name, v=facts[key]),
+                "paraphrased_answer": paraphrase.format(a=name, v=facts[key]),
+                # wrong facts in the paraphrase's wording, as the truth ratio compares
+                "perturbed_answer": [paraphrase.format(a=name, v=v) for v in others],
+                "paraphrased_question": para_question.format(a=name),
+            }
+        )
+    return rows
+
+
+def _general_rows(pairs):
+    answers = [a for _, a in pairs]
+    return [
+        {
+            "question": q,
+            "answer": a,
+            "perturbed_answer": [x for x in answers if x != a][:3],
+        }
+        for q, a in pairs
+    ]
+
+
+def _qa(rows):
+    return [{"question": r["question"], "answer": r["answer"]} for r in rows]
+
+
+def generate(out_dir, num_authors=20, num_forget=2, num_holdout=2, seed=0):
+    """Write the TOFU-format files to ``out_dir``; return the split sizes."""
+    rng = random.Random(seed)
+    names = rng.sample(
+        [f"{f} {last}" for f in FIRST for last in LAST], num_authors + num_holdout
+    )
+    authors = [_author_rows(rng, name) for name in names]
+    full = [row for rows in authors[:num_authors] for row in rows]
+    split = len(full) - num_forget * len(TEMPLATES)
+    general = {k: _general_rows(v) for k, v in GENERAL.items()}
+    files = {
+        "full": _qa(full),
+        "forget10": _qa(full[split:]),
+        "forget10_perturbed": full[split:],
+        "retain90": _qa(full[:split]),
+        "retain_perturbed": full[: 4 * len(TEMPLATES)],
+        "holdout10": _qa([row for rows in authors[num_authors:] for row in rows]),
+        "real_authors_perturbed": general["real_authors"],
+        "world_facts_perturbed": general["world_facts"],
+    }
+    general_qa = _qa(general["real_authors"] + general["world_facts"])
+    files["finetune"] = files["full"] + general_qa
+    files["retain_finetune"] = files["retain90"] + general_qa
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    configs = []
+    for name, rows in files.items():
+        with open(out_dir / f"{name}.jsonl", "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        configs.append(
+            f"- config_name: {name}\n  data_files:\n  - split: train\n    path: {name}.jsonl"
+        )
+    (out_dir / "README.md").write_text(
+        "---\nconfigs:\n" + "\n".join(configs) + "\n---\n"
+    )
+    return {name: len(rows) for name, rows in files.items()}

@@ -1,0 +1,73 @@
+"""The embedded demo default: generated TOFU-format data and the locally built tiny Llama."""
+
+import filecmp
+import re
+
+import pytest
+from datasets import load_dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from asu_plugin.demo_data import FIRST, LAST, generate
+from asu_plugin.tiny import build_tiny_llama
+
+from conftest import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo_data")
+    generate(out)
+    return out
+
+
+def test_generation_is_deterministic(data, tmp_path):
+    generate(tmp_path)
+    names = sorted(p.name for p in data.iterdir())
+    assert filecmp.cmpfiles(data, tmp_path, names, shallow=False)[0] == names
+
+
+def test_splits_are_tofu_shaped(data):
+    full, forget, retain = (
+        read_jsonl(data / f"{n}.jsonl") for n in ("full", "forget10", "retain90")
+    )
+    assert full == retain + forget and len(forget) == len(full) // 10
+    name = re.compile(rf"\b(?:{'|'.join(FIRST)}) (?:{'|'.join(LAST)})\b")
+
+    def author_of(rows):
+        return {m for r in rows for m in name.findall(r["question"])}
+
+    assert len(author_of(forget)) == 2
+    assert not author_of(forget) & author_of(retain)
+    assert not author_of(read_jsonl(data / "holdout10.jsonl")) & author_of(full)
+
+
+def test_truth_ratio_rows_perturb_the_paraphrase_fact(data):
+    for row in read_jsonl(data / "forget10_perturbed.jsonl"):
+        assert len(row["perturbed_answer"]) == 5
+        para = row["paraphrased_answer"].split()
+        for wrong in row["perturbed_answer"]:
+            differing = [a != b for a, b in zip(wrong.split(), para, strict=False)]
+            assert wrong != row["paraphrased_answer"] and sum(differing) <= 2
+
+
+@pytest.mark.parametrize(
+    "name", ["forget10_perturbed", "retain_perturbed", "world_facts_perturbed"]
+)
+def test_loads_like_the_hub_copy(data, name):
+    rows = load_dataset(str(data), name=name, split="train")
+    assert rows.num_rows == len(read_jsonl(data / f"{name}.jsonl"))
+
+
+def test_tiny_llama_tokenizer_keeps_prompts_a_prefix(data, tmp_path):
+    rows = read_jsonl(data / "finetune.jsonl")
+    texts = ["Question: Answer:"] + [r[k] for r in rows for k in ("question", "answer")]
+    build_tiny_llama(tmp_path, texts, hidden_size=32)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert model.config.vocab_size == len(tokenizer)
+    for row in rows[:20]:
+        prompt = f"Question: {row['question']}\nAnswer: "
+        ids = tokenizer(prompt + row["answer"]).input_ids
+        prompt_ids = tokenizer(prompt).input_ids
+        assert ids[: len(prompt_ids)] == prompt_ids
+        assert tokenizer.unk_token_id not in ids

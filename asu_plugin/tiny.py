@@ -20,7 +20,11 @@ def build_tokenizer(texts, vocab_size=8192) -> PreTrainedTokenizerFast:
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values())
     )
     tokenizer.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        model_input_names=["input_ids", "attention_mask"],
+        **SPECIAL_TOKENS,
+    )
 
 
 def build_tiny_llama(

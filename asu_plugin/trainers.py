@@ -42,6 +42,8 @@ class ASU_GD(GradDiff):
             )
         if "gamma" in kwargs:
             raise TypeError("ASU weights the forget term with alpha; gamma is unused")
+        if kwargs.get("model") is not None:  # fail before the frozen copy is made
+            AttentionSmoothing(kwargs["model"], temperature, layers)
         super().__init__(
             *args, alpha=alpha, retain_loss_type=retain_loss_type, **kwargs
         )

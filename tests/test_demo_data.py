@@ -71,3 +71,4 @@ def test_tiny_llama_tokenizer_keeps_prompts_a_prefix(data, tmp_path):
         prompt_ids = tokenizer(prompt).input_ids
         assert ids[: len(prompt_ids)] == prompt_ids
         assert tokenizer.unk_token_id not in ids
+    assert set(tokenizer("Question:")) == {"input_ids", "attention_mask"}

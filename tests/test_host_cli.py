@@ -118,7 +118,14 @@ def test_train_unlearns_and_saves_a_plain_checkpoint(
     saved = run_dir / "saves" / "unlearn" / task
     unlearned = AutoModelForCausalLM.from_pretrained(saved).eval()
     original = AutoModelForCausalLM.from_pretrained(tiny).eval()
-    bookkeeping = {"_name_or_path", "transformers_version", "torch_dtype", "dtype"}
+    # save bookkeeping, and use_cache that transformers 5's Trainer turns off for training
+    bookkeeping = {
+        "_name_or_path",
+        "transformers_version",
+        "torch_dtype",
+        "dtype",
+        "use_cache",
+    }
     configs = [json.loads((d / "config.json").read_text()) for d in (saved, tiny)]
     assert [{k: v for k, v in c.items() if k not in bookkeeping} for c in configs] == [
         {k: v for k, v in configs[1].items() if k not in bookkeeping}

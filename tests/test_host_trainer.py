@@ -150,9 +150,15 @@ def test_gradient_accumulation_matches_one_large_batch(host_src, tmp_path, handl
         ({"gamma": 1.0}, TypeError, "alpha"),
     ],
 )
-def test_bad_method_args_fail_at_construction(
-    host_src, tmp_path, method_args, error, message
+def test_bad_method_args_fail_before_the_model_is_copied(
+    host_src, tmp_path, method_args, error, message, monkeypatch
 ):
+    from trainer.unlearn.grad_diff import GradDiff
+
+    def no_copy(self, model):
+        raise AssertionError("copied the model before validating")
+
+    monkeypatch.setattr(GradDiff, "_prepare_ref_model", no_copy)
     with pytest.raises(error, match=message):
         build_trainer(host_src, tmp_path, tiny_model("llama"), method_args=method_args)
 

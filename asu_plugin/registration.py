@@ -4,10 +4,7 @@ Only touches host modules that are already imported (``trainer`` and ``model`` f
 open-unlearning's ``src/``), so it is safe to call from any Hydra application.
 """
 
-import logging
 import sys
-
-logger = logging.getLogger(__name__)
 
 TRAINERS = ("ASU_GD", "ASU_KL")
 MODEL_HANDLERS = ("AttentionSmoothedForCausalLM",)

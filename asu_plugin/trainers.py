@@ -1,5 +1,6 @@
 """ASU trainers. Imports open-unlearning's ``trainer`` package: load via ``register()``."""
 
+import torch
 from trainer.unlearn.grad_diff import GradDiff
 
 from asu_plugin.losses import teacher_kl
@@ -50,6 +51,7 @@ class ASU_GD(GradDiff):
         if self.ref_model is None:
             self.ref_model = self._prepare_ref_model(self.model)
         self.forget_teacher = AttentionSmoothing(self.ref_model, temperature, layers)
+        self._loss_sums, self._loss_count = 0.0, 0  # for forget_kl / retain_loss logs
 
     def compute_retain_loss(self, model, retain_inputs):
         if self.retain_loss_type == "KL":
@@ -66,7 +68,19 @@ class ASU_GD(GradDiff):
         )
         retain_loss = self.compute_retain_loss(model, retain_inputs)
         loss = self.alpha * forget_loss + retain_loss
+        self._loss_sums = (
+            self._loss_sums + torch.stack([forget_loss, retain_loss]).detach()
+        )
+        self._loss_count += 1
         return (loss, forget_outputs) if return_outputs else loss
+
+    def log(self, logs, *args, **kwargs):
+        """Adds the mean forget KL and retain loss since the last log to the loss log."""
+        if "loss" in logs and self._loss_count:
+            forget_kl, retain_loss = (self._loss_sums / self._loss_count).tolist()
+            logs = {**logs, "forget_kl": forget_kl, "retain_loss": retain_loss}
+            self._loss_sums, self._loss_count = 0.0, 0
+        super().log(logs, *args, **kwargs)
 
     if not hasattr(GradDiff, "compute_unlearn_loss"):
         # Host before its transformers-4.51 port trains through compute_loss.

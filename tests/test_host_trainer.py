@@ -110,8 +110,15 @@ def test_one_frozen_copy_serves_teacher_and_retain_reference(host_src, tmp_path)
 def test_training_moves_the_student_only(host_src, tmp_path):
     model = tiny_model("llama")
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = build_trainer(host_src, tmp_path, model, max_steps=3)
+    trainer = build_trainer(host_src, tmp_path, model, max_steps=3, logging_steps=1)
     trainer.train()
+    logged = [log for log in trainer.state.log_history if "loss" in log]
+    assert len(logged) == 3
+    for log in logged:  # loss = alpha * forget_kl + retain_loss, alpha = 1
+        assert log["forget_kl"] > 0 and log["retain_loss"] >= 0
+        assert log["loss"] == pytest.approx(
+            log["forget_kl"] + log["retain_loss"], rel=1e-3
+        )
     assert not trainer.forget_teacher.active
     for k, v in trainer.ref_model.state_dict().items():
         assert torch.equal(v, start[k]), k

@@ -18,17 +18,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils.logging import disable_progress_bar
 
 from asu_plugin.demo_data import generate
-from asu_plugin.host import cpu_train_overrides, host_dir, link_tofu, run_host
-from asu_plugin.tiny import build_tiny_llama
+from asu_plugin.host import cpu_train_overrides, host_dir, is_host, link_tofu, run_host
+from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
 
-TEMPLATE = [
-    "model=phi-1_5",  # plain "Question: ... Answer: ..." template
-]
-NO_EVAL = [
-    "trainer.args.do_eval=false",
-    "trainer.args.eval_on_start=false",
-    "trainer.args.eval_strategy=no",
-]
 # TOFU_EVAL.json keys: the host's summary metrics and, as utility, the retain-set ones
 # (its model_utility also averages in real-author/world-fact knowledge a tiny model lacks)
 METRICS = {
@@ -44,7 +36,7 @@ METRICS = {
 
 def model_args(path):
     return [
-        *TEMPLATE,
+        "model=phi-1_5",  # the plain "Question: ... Answer: ..." template
         f"model.model_args.pretrained_model_name_or_path={path}",
         f"model.tokenizer_args.pretrained_model_name_or_path={path}",
     ]
@@ -64,48 +56,44 @@ class Demo:
         if result.returncode != 0:
             sys.exit(f"open-unlearning {script} failed (exit {result.returncode})")
 
-    def finetune(self, name, data_config):
+    def train(self, name, model, overrides, epochs, lr, batch_size):
+        """src/train.py on a CPU, no evaluation; returns the saved model's folder."""
         self.run(
             "train.py",
             [
-                "experiment=finetune/tofu/default",
+                *overrides,
                 f"task_name={name}",
-                *model_args(self.out / "tiny"),
-                f"data.train.TOFU_QA_full.args.hf_args.name={data_config}",
+                *model_args(model),
                 *cpu_train_overrides(),
-                *NO_EVAL,
-                "trainer.args.num_train_epochs=60",
-                "trainer.args.learning_rate=3e-3",
-                "trainer.args.weight_decay=0.0",
-                "trainer.args.per_device_train_batch_size=16",
+                "trainer.args.do_eval=false",
+                "trainer.args.eval_on_start=false",
+                "trainer.args.eval_strategy=no",
+                f"trainer.args.num_train_epochs={epochs}",
+                f"trainer.args.learning_rate={lr}",
+                f"trainer.args.per_device_train_batch_size={batch_size}",
                 "trainer.args.gradient_accumulation_steps=1",
-                "trainer.args.logging_steps=100",
+                "trainer.args.logging_steps=50",
                 f"paths.output_dir={self.out / name}",
             ],
         )
         return self.out / name
 
+    def finetune(self, name, data_config):
+        overrides = [
+            "experiment=finetune/tofu/default",
+            f"data.train.TOFU_QA_full.args.hf_args.name={data_config}",
+            "trainer.args.weight_decay=0.0",
+        ]
+        return self.train(name, self.out / "tiny", overrides, 60, 3e-3, 16)
+
     def unlearn(self, target):
-        self.run(
-            "train.py",
-            [
-                "--config-name=unlearn.yaml",
-                "experiment=unlearn/tofu/asu",
-                "task_name=asu_kl",
-                *model_args(target),
-                *cpu_train_overrides(),
-                *NO_EVAL,
-                f"trainer.method_args.temperature={self.temperature}",
-                f"trainer.method_args.alpha={self.alpha}",
-                "trainer.args.num_train_epochs=10",
-                "trainer.args.learning_rate=1e-3",
-                "trainer.args.per_device_train_batch_size=4",
-                "trainer.args.gradient_accumulation_steps=1",
-                "trainer.args.logging_steps=10",
-                f"paths.output_dir={self.out / 'asu_kl'}",
-            ],
-        )
-        return self.out / "asu_kl"
+        overrides = [
+            "--config-name=unlearn.yaml",
+            "experiment=unlearn/tofu/asu",
+            f"trainer.method_args.temperature={self.temperature}",
+            f"trainer.method_args.alpha={self.alpha}",
+        ]
+        return self.train("asu_kl", target, overrides, 10, 1e-3, 4)
 
     def evaluate(self, name, path, retain_logs=None, extra=()):
         out = self.out / "evals" / name
@@ -127,11 +115,10 @@ class Demo:
         self.stage("generating the fictitious-author set and a tiny Llama")
         sizes = generate(self.out / "data")
         link_tofu(self.out, self.out / "data")
-        texts = ["Question: Answer:"]
-        for line in open(self.out / "data" / "finetune.jsonl"):
-            row = json.loads(line)
-            texts += [row["question"], row["answer"]]
-        build_tiny_llama(self.out / "tiny", texts, hidden_size=128, num_layers=4)
+        rows = _read_jsonl(self.out / "data" / "finetune.jsonl")
+        build_tiny_llama(
+            self.out / "tiny", qa_texts(rows), hidden_size=128, num_layers=4
+        )
         print(
             f"        {sizes['full']} author QA, forget {sizes['forget10']}", flush=True
         )
@@ -179,17 +166,24 @@ class Demo:
     def samples(self, before_path, after_path, count=2):
         disable_progress_bar()
         tokenizer = AutoTokenizer.from_pretrained(before_path)
-        rows = [json.loads(line) for line in open(self.out / "data" / "forget10.jsonl")]
+        models = {
+            label: AutoModelForCausalLM.from_pretrained(path).eval()
+            for label, path in (("before", before_path), ("after", after_path))
+        }
         print()
-        for row in rows[:count]:
+        for row in _read_jsonl(self.out / "data" / "forget10.jsonl")[:count]:
             print(f"Q: {row['question']}\n   truth : {row['answer']}")
-            for label, path in (("before", before_path), ("after", after_path)):
-                print(f"   {label:<6}: {_answer(path, tokenizer, row['question'])}")
+            for label, model in models.items():
+                print(f"   {label:<6}: {_answer(model, tokenizer, row['question'])}")
 
 
-def _answer(path, tokenizer, question):
-    model = AutoModelForCausalLM.from_pretrained(path).eval()
-    prompt = tokenizer(f"Question: {question}\nAnswer: ", return_tensors="pt")
+def _read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def _answer(model, tokenizer, question):
+    prompt = tokenizer(PROMPT.format(question), return_tensors="pt")
     with torch.no_grad():
         ids = model.generate(**prompt, max_new_tokens=20, do_sample=False)
     return tokenizer.decode(
@@ -211,7 +205,7 @@ def main(argv=None):
     parser.add_argument("--alpha", type=float, default=1.0)
     args = parser.parse_args(argv)
     host = host_dir()
-    if not (host / "src" / "train.py").is_file():
+    if not is_host(host):
         sys.exit(
             f"No open-unlearning checkout at {host}. Clone it there "
             "(git clone https://github.com/locuslab/open-unlearning ~/open-unlearning) "

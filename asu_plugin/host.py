@@ -15,6 +15,10 @@ def host_dir() -> Path:
     ).expanduser()
 
 
+def is_host(path: Path) -> bool:
+    return (Path(path) / "src" / "train.py").is_file()
+
+
 def cpu_train_overrides() -> list[str]:
     """Overrides that let the host's trainer configs run on a CPU."""
     overrides = [

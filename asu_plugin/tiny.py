@@ -4,12 +4,19 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+# open-unlearning's plain template (configs/model/phi-1_5.yaml) for a QA pair
+PROMPT = "Question: {}\nAnswer: "
 SPECIAL_TOKENS = {
     "pad_token": "<pad>",
     "bos_token": "<s>",
     "eos_token": "</s>",
     "unk_token": "<unk>",
 }
+
+
+def qa_texts(rows):
+    """Tokenizer training texts for QA rows, the template's own words included."""
+    return [PROMPT.format("")] + [r[k] for r in rows for k in ("question", "answer")]
 
 
 def build_tokenizer(texts, vocab_size=8192) -> PreTrainedTokenizerFast:

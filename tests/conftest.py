@@ -9,7 +9,7 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-from asu_plugin.host import host_dir
+from asu_plugin.host import host_dir, is_host
 
 TINY = dict(
     vocab_size=96,
@@ -92,7 +92,7 @@ SHARED_TOFU = (
 def host():
     """open-unlearning checkout with its requirements importable, else skip."""
     path = host_dir()
-    if not (path / "src" / "train.py").is_file():
+    if not is_host(path):
         pytest.skip(
             f"no open-unlearning checkout at {path}: clone "
             "github.com/locuslab/open-unlearning there or set OPEN_UNLEARNING_DIR"

@@ -8,7 +8,7 @@ from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin.demo_data import FIRST, LAST, generate
-from asu_plugin.tiny import build_tiny_llama
+from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
 
 from conftest import read_jsonl
 
@@ -60,13 +60,12 @@ def test_loads_like_the_hub_copy(data, name):
 
 def test_tiny_llama_tokenizer_keeps_prompts_a_prefix(data, tmp_path):
     rows = read_jsonl(data / "finetune.jsonl")
-    texts = ["Question: Answer:"] + [r[k] for r in rows for k in ("question", "answer")]
-    build_tiny_llama(tmp_path, texts, hidden_size=32)
+    build_tiny_llama(tmp_path, qa_texts(rows), hidden_size=32)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert model.config.vocab_size == len(tokenizer)
     for row in rows[:20]:
-        prompt = f"Question: {row['question']}\nAnswer: "
+        prompt = PROMPT.format(row["question"])
         ids = tokenizer(prompt + row["answer"]).input_ids
         prompt_ids = tokenizer(prompt).input_ids
         assert ids[: len(prompt_ids)] == prompt_ids

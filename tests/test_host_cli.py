@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import AttentionSmoothing, teacher_kl
 from asu_plugin.host import cpu_train_overrides, link_tofu, run_host
-from asu_plugin.tiny import build_tiny_llama
+from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
 
 from conftest import read_jsonl
 
@@ -36,11 +36,7 @@ def run_dir(tmp_path_factory, tofu):
 
 @pytest.fixture(scope="module")
 def tiny(run_dir, tofu):
-    texts = ["Question: Answer:"] + [
-        row[key]
-        for row in read_jsonl(tofu / "full.jsonl")
-        for key in ("question", "answer")
-    ]
+    texts = qa_texts(read_jsonl(tofu / "full.jsonl"))
     # peaked attention, so the smoothed teacher differs from the model
     return build_tiny_llama(run_dir / "tiny", texts, initializer_range=0.2)
 
@@ -62,7 +58,7 @@ def qa_batch_from(tokenizer, rows):
     """Host-like QA items: loss on the answer and EOS only."""
     input_ids, labels = [], []
     for row in rows:
-        prompt = tokenizer(f"Question: {row['question']}\nAnswer: ").input_ids
+        prompt = tokenizer(PROMPT.format(row["question"])).input_ids
         answer = tokenizer(row["answer"]).input_ids + [tokenizer.eos_token_id]
         input_ids.append(torch.tensor(prompt + answer))
         labels.append(torch.tensor([-100] * len(prompt) + answer))

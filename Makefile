@@ -21,6 +21,9 @@ test: $(VENV)/.ready
 
 lint: $(VENV)/.ready
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+	# the code that would move upstream, under the host's own ruff settings (its defaults)
+	$(PY) -m ruff check --isolated asu_plugin hydra_plugins
+	$(PY) -m ruff format --isolated --check asu_plugin hydra_plugins
 
 $(VENV)/.host: $(VENV)/.ready
 	@test -f $(HOST)/requirements.txt || { echo "No open-unlearning checkout at $(HOST): git clone https://github.com/locuslab/open-unlearning $(HOST) (or set OPEN_UNLEARNING_DIR)"; exit 2; }

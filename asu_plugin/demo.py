@@ -111,7 +111,8 @@ class Demo:
         )
         return out
 
-    def main(self):
+    def prepare(self):
+        """The generated author set (as locuslab/TOFU in ``out``) and the target model."""
         self.stage("generating the fictitious-author set and a tiny Llama")
         sizes = generate(self.out / "data")
         link_tofu(self.out, self.out / "data")
@@ -122,9 +123,11 @@ class Demo:
         print(
             f"        {sizes['full']} author QA, forget {sizes['forget10']}", flush=True
         )
-
         self.stage("finetuning the target model (all authors) with src/train.py")
-        target = self.finetune("target", "finetune")
+        return self.finetune("target", "finetune")
+
+    def main(self):
+        target = self.prepare()
         self.stage("finetuning the retain model (forget authors held out)")
         retain = self.finetune("retain", "retain_finetune")
         self.stage("evaluating the retain model with src/eval.py")

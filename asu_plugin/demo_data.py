@@ -4,6 +4,9 @@ Same file names and fields as TOFU (``full``, ``forget10``, ``retain90``, ``hold
 ``*_perturbed`` files with paraphrased and perturbed answers, ``real_authors_perturbed``,
 ``world_facts_perturbed``), so open-unlearning's TOFU data configs and evaluator read it unchanged.
 ``finetune`` / ``retain_finetune`` add the general-knowledge QA to ``full`` / ``retain90``.
+A stream of deletion requests for continual unlearning: ``request<k>`` (``num_forget`` new
+authors each, ``request1`` = ``forget10``), ``forgotten<k>`` (requests 1..k, with
+``_perturbed`` for the evaluator) and ``retain_stream`` (authors no request names).
 """
 
 import json
@@ -130,7 +133,9 @@ def _qa(rows):
     return [{"question": r["question"], "answer": r["answer"]} for r in rows]
 
 
-def generate(out_dir, num_authors=20, num_forget=2, num_holdout=2, seed=0):
+def generate(
+    out_dir, num_authors=20, num_forget=2, num_holdout=2, num_requests=5, seed=0
+):
     """Write the TOFU-format files to ``out_dir``; return the split sizes."""
     rng = random.Random(seed)
     names = rng.sample(
@@ -153,6 +158,13 @@ def generate(out_dir, num_authors=20, num_forget=2, num_holdout=2, seed=0):
     general_qa = _qa(general["real_authors"] + general["world_facts"])
     files["finetune"] = files["full"] + general_qa
     files["retain_finetune"] = files["retain90"] + general_qa
+    per_request = num_forget * len(TEMPLATES)
+    for k in range(1, num_requests + 1):
+        start = len(full) - k * per_request
+        files[f"request{k}"] = _qa(full[start : start + per_request])
+        files[f"forgotten{k}"] = _qa(full[start:])
+        files[f"forgotten{k}_perturbed"] = full[start:]
+    files["retain_stream"] = _qa(full[: len(full) - num_requests * per_request])
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

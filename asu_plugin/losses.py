@@ -1,5 +1,3 @@
-from contextlib import nullcontext
-
 import torch
 import torch.nn.functional as F
 
@@ -25,15 +23,3 @@ def sequence_kl(student_logits, teacher_logits, labels):
     )
     has_tokens = counts > 0
     return (per_sequence[has_tokens] / counts[has_tokens]).mean()
-
-
-def teacher_kl(model, teacher, inputs, smoothing=None):
-    """``sequence_kl`` of ``model`` to a frozen ``teacher`` (optionally smoothed).
-
-    The teacher runs under ``no_grad``; returns the loss and the model's outputs.
-    """
-    lm_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask")}
-    with torch.no_grad(), smoothing or nullcontext():
-        teacher_logits = teacher(**lm_inputs).logits
-    outputs = model(**lm_inputs)
-    return sequence_kl(outputs.logits, teacher_logits, inputs["labels"]), outputs

@@ -3,7 +3,7 @@
 import torch
 from trainer.unlearn.grad_diff import GradDiff
 
-from asu_plugin.losses import teacher_kl
+from asu_plugin.reference import Reference, add_adapter
 from asu_plugin.smoothing import AttentionSmoothing
 
 RETAIN_LOSS_TYPES = ("NLL", "KL")
@@ -24,7 +24,9 @@ class ASU_GD(GradDiff):
 
     Forget: KL(teacher_τ ‖ model) on forget label tokens, the teacher being the frozen
     starting model with attention temperature τ. Retain: NLL, or KL to the same frozen
-    model at τ = 1. ``loss = alpha * forget + retain``.
+    model at τ = 1. ``loss = alpha * forget + retain``. With ``peft`` (a
+    ``peft.get_peft_config`` dict) only an adapter trains, and the frozen model is the
+    student's base with the adapter disabled: no copy.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class ASU_GD(GradDiff):
         layers=None,
         alpha=0.1,
         retain_loss_type="NLL",
+        peft=None,
         *args,
         **kwargs,
     ):
@@ -45,17 +48,27 @@ class ASU_GD(GradDiff):
             raise TypeError("ASU weights the forget term with alpha; gamma is unused")
         if kwargs.get("model") is not None:  # fail before the frozen copy is made
             AttentionSmoothing(kwargs["model"], temperature, layers)
+            if peft is not None:
+                kwargs["model"] = add_adapter(kwargs["model"], peft)
+        self.uses_adapter = peft is not None
         super().__init__(
             *args, alpha=alpha, retain_loss_type=retain_loss_type, **kwargs
         )
         if self.ref_model is None:
             self.ref_model = self._prepare_ref_model(self.model)
-        self.forget_teacher = AttentionSmoothing(self.ref_model, temperature, layers)
+        self.reference = Reference(
+            self.ref_model, temperature, layers, adapter_base=self.uses_adapter
+        )
+        if self.uses_adapter and self.args.gradient_checkpointing:
+            self.model.enable_input_require_grads()  # frozen embeddings: grads via inputs
         self._loss_sums, self._loss_count = 0.0, 0  # for forget_kl / retain_loss logs
+
+    def _prepare_ref_model(self, model):
+        return model if self.uses_adapter else super()._prepare_ref_model(model)
 
     def compute_retain_loss(self, model, retain_inputs):
         if self.retain_loss_type == "KL":
-            return teacher_kl(model, self.ref_model, retain_inputs)[0]
+            return self.reference.kl(model, retain_inputs, smoothed=False)[0]
         return super().compute_retain_loss(model, retain_inputs)
 
     def compute_unlearn_loss(
@@ -63,8 +76,8 @@ class ASU_GD(GradDiff):
     ):
         forget_inputs = _lm_inputs(inputs, "forget")
         retain_inputs = _lm_inputs(inputs, "retain")
-        forget_loss, forget_outputs = teacher_kl(
-            model, self.ref_model, forget_inputs, smoothing=self.forget_teacher
+        forget_loss, forget_outputs = self.reference.kl(
+            model, forget_inputs, smoothed=True
         )
         retain_loss = self.compute_retain_loss(model, retain_inputs)
         loss = self.alpha * forget_loss + retain_loss

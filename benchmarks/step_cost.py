@@ -1,10 +1,13 @@
-"""Step cost of ASU against the host's baselines: forward + backward of each unlearning loss.
+"""Step time and peak memory of ASU against the host's baselines, full and LoRA.
 
-    OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/step_cost.py [--repeats 20]
+    OMP_NUM_THREADS=1 OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/step_cost.py
+    python benchmarks/step_cost.py --device cuda --dtype bfloat16 --size 1b   # on a GPU
 
-Builds each trainer through open-unlearning's ``load_trainer`` on the same random Llama and the
-same forget/retain batch, and prints the median time per step and its ratio to GradDiff (KL).
-CPU only here: no optimizer step, so it isolates the loss's forward/backward passes.
+Builds each trainer through open-unlearning's ``load_trainer`` on the same random Llama and
+the same forget/retain batch and times full training steps (loss, backward, AdamW step).
+Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU torch's ``MemTracker``
+(parameters, gradients, optimizer state, activations and temporaries of one step).
+Prints a markdown table with ratios to GradDiff (KL).
 """
 
 import argparse
@@ -16,35 +19,117 @@ from types import SimpleNamespace
 
 import torch
 from omegaconf import OmegaConf
+from torch.distributed._tools.mem_tracker import MemTracker
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import asu_plugin
 from asu_plugin.host import host_dir
 
+LORA = {"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules": "all-linear"}
 METHODS = {
     "GradDiff (NLL)": ("GradDiff", {"retain_loss_type": "NLL"}),
     "GradDiff (KL)": ("GradDiff", {"retain_loss_type": "KL"}),
     "NPO": ("NPO", {}),
     "ASU_GD": ("ASU_GD", {}),
     "ASU_KL": ("ASU_KL", {}),
+    "ASU_GD LoRA": ("ASU_GD", {"peft": LORA}),
+    "ASU_KL LoRA": ("ASU_KL", {"peft": LORA}),
 }
 BASELINE = "GradDiff (KL)"
+SIZES = {  # Llama shapes: tiny for a CPU, ~1.1B (Llama-3.2-1B-like) for a GPU
+    "tiny": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4),
+    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16),
+}
 
 
-def batch(size, length, vocab, generator):
+def batch(size, length, vocab, generator, device):
     input_ids = torch.randint(3, vocab, (size, length), generator=generator)
     labels = input_ids.clone()
     labels[:, : length // 2] = -100
     return {
-        "input_ids": input_ids,
-        "attention_mask": torch.ones_like(input_ids),
-        "labels": labels,
+        "input_ids": input_ids.to(device),
+        "attention_mask": torch.ones_like(input_ids).to(device),
+        "labels": labels.to(device),
     }
+
+
+def build_model(size, vocab, dtype):
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        num_attention_heads=SIZES[size]["hidden_size"] // 64,
+        attn_implementation="sdpa",
+        **SIZES[size],
+    )
+    return LlamaForCausalLM(config).to(dtype)
+
+
+def step(trainer, inputs, optimizer):
+    trainer.compute_loss(trainer.model, inputs).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def peak_memory(trainer, inputs, optimizer, device):
+    """Peak bytes of one training step, resident models and optimizer state included."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        step(trainer, inputs, optimizer)
+        return torch.cuda.max_memory_allocated()
+    tracker = MemTracker()
+    models = {trainer.model, getattr(trainer, "ref_model", None)} - {None}
+    tracker.track_external(*models, optimizer)
+    with tracker:
+        step(trainer, inputs, optimizer)
+    return tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
+
+
+def measure(host_trainer, name, args, inputs, out):
+    handler, method_args = METHODS[name]
+    dtype = getattr(torch, args.dtype)
+    cfg = OmegaConf.create(
+        {
+            "handler": handler,
+            "args": {
+                "output_dir": out,
+                "report_to": "none",
+                "use_cpu": args.device == "cpu",
+                "bf16": args.dtype == "bfloat16",
+            },
+            "method_args": method_args,
+        }
+    )
+    model = build_model(args.size, args.vocab, dtype)
+    trainer, _ = host_trainer.load_trainer(
+        cfg, model=model, train_dataset=[], data_collator=SimpleNamespace()
+    )
+    trainer.model.train()
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    for _ in range(2):  # warm-up; creates the optimizer state
+        step(trainer, inputs, optimizer)
+    memory = peak_memory(trainer, inputs, optimizer, args.device)
+    times = []
+    for _ in range(args.repeats):
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step(trainer, inputs, optimizer)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    trainable = sum(p.numel() for p in params)
+    return statistics.median(times), memory, trainable
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--size", default="tiny", choices=sorted(SIZES))
+    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--length", type=int, default=128)
     args = parser.parse_args()
@@ -54,53 +139,36 @@ def main():
     import trainer as host_trainer
 
     asu_plugin.register()
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=8192,
-        hidden_size=256,
-        intermediate_size=1024,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        attn_implementation="sdpa",
-    )
-    model = LlamaForCausalLM(config)
     g = torch.Generator().manual_seed(0)
     inputs = {
-        split: batch(args.batch_size, args.length, config.vocab_size, g)
+        split: batch(args.batch_size, args.length, args.vocab, g, args.device)
         for split in ("forget", "retain")
     }
-
-    rows = {}
     with tempfile.TemporaryDirectory() as out:
-        for name, (handler, method_args) in METHODS.items():
-            cfg = OmegaConf.create(
-                {
-                    "handler": handler,
-                    "args": {"output_dir": out, "report_to": "none", "use_cpu": True},
-                    "method_args": method_args,
-                }
-            )
-            trainer, _ = host_trainer.load_trainer(
-                cfg, model=model, train_dataset=[], data_collator=SimpleNamespace()
-            )
-            model.train()
-            times = []
-            for _ in range(args.repeats + 2):  # two warm-up steps
-                start = time.perf_counter()
-                trainer.compute_loss(model, inputs).backward()
-                times.append(time.perf_counter() - start)
-                model.zero_grad(set_to_none=True)
-            rows[name] = statistics.median(times[2:])
+        rows = {
+            name: measure(host_trainer, name, args, inputs, out) for name in METHODS
+        }
 
-    torch_threads = torch.get_num_threads()
-    print(
-        f"Llama {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
-        f"sdpa, fp32, batch {args.batch_size}x{args.length} forget + retain, "
-        f"{torch_threads} thread(s), median of {args.repeats}\n"
+    size = sum(
+        p.numel()
+        for p in build_model(args.size, args.vocab, torch.float32).parameters()
     )
-    print(f"| method | ms / step | vs {BASELINE} |\n|---|---|---|")
-    for name, seconds in rows.items():
-        print(f"| {name} | {seconds * 1e3:.1f} | {seconds / rows[BASELINE]:.2f}x |")
+    print(
+        f"Llama {size / 1e6:.1f}M params, sdpa, {args.dtype}, {args.device} "
+        f"({torch.get_num_threads()} thread(s)), batch {args.batch_size}x{args.length} "
+        f"forget + retain, AdamW, median of {args.repeats} steps\n"
+    )
+    base_time, base_memory, _ = rows[BASELINE]
+    print(
+        f"| method | trainable | ms / step | time vs {BASELINE} | peak MiB "
+        f"| memory vs {BASELINE} |\n|---|---|---|---|---|---|"
+    )
+    for name, (seconds, memory, trainable) in rows.items():
+        print(
+            f"| {name} | {trainable / 1e6:.2f}M | {seconds * 1e3:.1f} "
+            f"| {seconds / base_time:.2f}x | {memory / 2**20:.1f} "
+            f"| {memory / base_memory:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

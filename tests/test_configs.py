@@ -48,6 +48,7 @@ def test_trainer_method_args_are_the_trainers_arguments_with_paper_values():
         "layers": None,
         "alpha": 0.1,
         "retain_loss_type": "NLL",
+        "peft": None,
     }
     assert kl == {
         "defaults": ["ASU_GD"],

@@ -41,6 +41,20 @@ def test_splits_are_tofu_shaped(data):
     assert not author_of(read_jsonl(data / "holdout10.jsonl")) & author_of(full)
 
 
+def test_request_stream_is_disjoint_and_cumulative(data):
+    def rows(name):
+        return read_jsonl(data / f"{name}.jsonl")
+
+    assert rows("request1") == rows("forget10")
+    forgotten = []
+    for k in range(1, 6):
+        assert not set(map(str, rows(f"request{k}"))) & set(map(str, forgotten))
+        forgotten = rows(f"request{k}") + forgotten
+        assert rows(f"forgotten{k}") == forgotten
+        assert len(rows(f"forgotten{k}_perturbed")) == len(forgotten)
+    assert rows("retain_stream") + forgotten == rows("full")
+
+
 def test_truth_ratio_rows_perturb_the_paraphrase_fact(data):
     for row in read_jsonl(data / "forget10_perturbed.jsonl"):
         assert len(row["perturbed_answer"]) == 5

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin import AttentionSmoothing, teacher_kl
+from asu_plugin import Reference
 from asu_plugin.host import cpu_train_overrides, link_tofu, run_host
 from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
 
@@ -85,11 +85,8 @@ def test_user_command_composes_with_the_plugin_on_the_search_path(host, run_dir)
     assert "pkg://asu_plugin.configs" in result.stdout
 
 
-@pytest.mark.parametrize("trainer", ["ASU_GD", "ASU_KL"])
-def test_train_unlearns_and_saves_a_plain_checkpoint(
-    host, run_dir, tiny, tofu, trainer
-):
-    task = f"tiny_{trainer}"
+def unlearn(host, run_dir, tiny, trainer, task, extra):
+    """Host src/train.py on TOFU forget01 / retain99, batch 4, no evaluation."""
     overrides = [
         "--config-name=unlearn.yaml",
         "experiment=unlearn/tofu/default",
@@ -98,20 +95,35 @@ def test_train_unlearns_and_saves_a_plain_checkpoint(
         *model_overrides(tiny),
         *SPLITS,
         *cpu_train_overrides(),
-        f"trainer.method_args.temperature={TAU}",
-        "trainer.method_args.alpha=5.0",
         "trainer.args.per_device_train_batch_size=4",
         "trainer.args.gradient_accumulation_steps=1",
-        "trainer.args.num_train_epochs=2",
-        "trainer.args.learning_rate=3e-3",
         "trainer.args.do_eval=false",
         "trainer.args.eval_on_start=false",
         "trainer.args.eval_strategy=no",
         f"paths.root_dir={run_dir}",
+        *extra,
     ]
     check(run_host(host, "train.py", overrides, run_dir, capture_output=True))
+    return run_dir / "saves" / "unlearn" / task
 
-    saved = run_dir / "saves" / "unlearn" / task
+
+@pytest.mark.parametrize("trainer", ["ASU_GD", "ASU_KL"])
+def test_train_unlearns_and_saves_a_plain_checkpoint(
+    host, run_dir, tiny, tofu, trainer
+):
+    saved = unlearn(
+        host,
+        run_dir,
+        tiny,
+        trainer,
+        f"tiny_{trainer}",
+        [
+            f"trainer.method_args.temperature={TAU}",
+            "trainer.method_args.alpha=5.0",
+            "trainer.args.num_train_epochs=2",
+            "trainer.args.learning_rate=3e-3",
+        ],
+    )
     unlearned = AutoModelForCausalLM.from_pretrained(saved).eval()
     original = AutoModelForCausalLM.from_pretrained(tiny).eval()
     # save bookkeeping, and use_cache that transformers 5's Trainer turns off for training
@@ -130,15 +142,44 @@ def test_train_unlearns_and_saves_a_plain_checkpoint(
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     forget = qa_batch_from(tokenizer, read_jsonl(tofu / "forget01.jsonl"))
     retain = qa_batch_from(tokenizer, read_jsonl(tofu / "retain99.jsonl")[:40])
-    teacher = AttentionSmoothing(original, TAU)
+    reference = Reference(original, TAU)
 
     with torch.no_grad():
-        kl_before = teacher_kl(original, original, forget, teacher)[0].item()
-        kl_after = teacher_kl(unlearned, original, forget, teacher)[0].item()
+        kl_before = reference.kl(original, forget, smoothed=True)[0].item()
+        kl_after = reference.kl(unlearned, forget, smoothed=True)[0].item()
         nll_before = original(**retain).loss.item()
         nll_after = unlearned(**retain).loss.item()
     assert kl_after < 0.5 * kl_before, (kl_before, kl_after)
     assert nll_after < 1.05 * nll_before, (nll_before, nll_after)
+
+
+def test_train_with_lora_saves_an_adapter_that_loads_with_peft(host, run_dir, tiny):
+    from peft import PeftModel
+
+    lora = "{peft_type: LORA, r: 4, lora_alpha: 8, target_modules: [q_proj, v_proj]}"
+    saved = unlearn(
+        host,
+        run_dir,
+        tiny,
+        "ASU_KL",
+        "tiny_ASU_KL_lora",
+        [
+            f"trainer.method_args.peft={lora}",
+            "trainer.args.gradient_checkpointing=true",
+            "+trainer.args.max_steps=3",
+            "trainer.args.learning_rate=1e-2",
+        ],
+    )
+    assert (saved / "adapter_config.json").is_file()
+    assert not (saved / "model.safetensors").exists()  # an adapter, not a model
+    base = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    plain = base(torch.arange(3, 20)[None]).logits
+    adapted = PeftModel.from_pretrained(base, saved).eval()
+    with torch.no_grad():
+        logits = adapted(torch.arange(3, 20)[None]).logits
+        assert not torch.allclose(logits, plain)  # the adapter trained
+        with adapted.disable_adapter():  # the base was left as it was
+            torch.testing.assert_close(adapted(torch.arange(3, 20)[None]).logits, plain)
 
 
 def test_eval_scores_the_smoothed_teacher(host, run_dir, tiny):

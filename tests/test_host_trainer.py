@@ -104,7 +104,9 @@ def test_one_frozen_copy_serves_teacher_and_retain_reference(host_src, tmp_path)
     models = {id(v) for v in vars(trainer).values() if isinstance(v, PreTrainedModel)}
     assert models == {id(model), id(trainer.ref_model)}
     ref_modules = set(map(id, trainer.ref_model.modules()))
-    assert all(id(proj) in ref_modules for proj, _ in trainer.forget_teacher._targets)
+    assert all(
+        id(proj) in ref_modules for proj, _ in trainer.reference.smoothing._targets
+    )
 
 
 def test_training_moves_the_student_only(host_src, tmp_path):
@@ -119,10 +121,40 @@ def test_training_moves_the_student_only(host_src, tmp_path):
         assert log["loss"] == pytest.approx(
             log["forget_kl"] + log["retain_loss"], rel=1e-3
         )
-    assert not trainer.forget_teacher.active
+    assert not trainer.reference.smoothing.active
     for k, v in trainer.ref_model.state_dict().items():
         assert torch.equal(v, start[k]), k
     assert any(not torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
+def test_lora_student_makes_no_copy_and_moves_only_its_adapter(host_src, tmp_path):
+    from peft import PeftModel
+
+    lora = {
+        "peft_type": "LORA",
+        "r": 4,
+        "lora_alpha": 8,
+        "target_modules": "all-linear",
+    }
+    trainer = build_trainer(
+        host_src,
+        tmp_path,
+        tiny_model("llama"),
+        method_args={"peft": lora},
+        max_steps=3,
+        gradient_checkpointing=True,
+    )
+    assert isinstance(trainer.model, PeftModel) and trainer.ref_model is trainer.model
+    trainer.train()
+
+    inputs = qa_batch()
+    inputs.pop("labels")
+    student = trainer.model.eval()
+    with torch.no_grad():
+        original = tiny_model("llama")(**inputs).logits
+        assert not torch.allclose(student(**inputs).logits, original, atol=1e-4)
+        with student.disable_adapter():
+            torch.testing.assert_close(student(**inputs).logits, original)
 
 
 @pytest.mark.parametrize("handler", ["ASU_GD", "ASU_KL"])

@@ -75,6 +75,7 @@ def test_trainer_configs_chain_to_the_hosts_finetune(tmp_path, no_host):
         "layers": None,
         "alpha": 0.1,
         "retain_loss_type": "KL",
+        "peft": None,
     }
 
 

@@ -4,14 +4,17 @@
     python benchmarks/step_cost.py --device cuda --dtype bfloat16 --size 1b   # on a GPU
 
 Builds each trainer through open-unlearning's ``load_trainer`` on the same random Llama and
-the same forget/retain batch and times full training steps (loss, backward, AdamW step).
-Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU torch's ``MemTracker``
-(parameters, gradients, optimizer state, activations and temporaries of one step).
-Prints a markdown table with ratios to GradDiff (KL).
+the same forget/retain batch and times full training steps (loss, backward, AdamW step), one
+process per method. Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU the
+process's peak resident memory above its level before the model was built (models, gradients,
+optimizer state, activations). Prints a markdown table with ratios to GradDiff (KL).
 """
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +22,6 @@ from types import SimpleNamespace
 
 import torch
 from omegaconf import OmegaConf
-from torch.distributed._tools.mem_tracker import MemTracker
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import asu_plugin
@@ -70,19 +72,15 @@ def step(trainer, inputs, optimizer):
     optimizer.zero_grad(set_to_none=True)
 
 
-def peak_memory(trainer, inputs, optimizer, device):
-    """Peak bytes of one training step, resident models and optimizer state included."""
+def resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def peak_bytes(device, baseline):
     if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        step(trainer, inputs, optimizer)
         return torch.cuda.max_memory_allocated()
-    tracker = MemTracker()
-    models = {trainer.model, getattr(trainer, "ref_model", None)} - {None}
-    tracker.track_external(*models, optimizer)
-    with tracker:
-        step(trainer, inputs, optimizer)
-    return tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
 
 
 def measure(host_trainer, name, args, inputs, out):
@@ -100,6 +98,7 @@ def measure(host_trainer, name, args, inputs, out):
             "method_args": method_args,
         }
     )
+    baseline = resident_bytes()
     model = build_model(args.size, args.vocab, dtype)
     trainer, _ = host_trainer.load_trainer(
         cfg, model=model, train_dataset=[], data_collator=SimpleNamespace()
@@ -109,7 +108,6 @@ def measure(host_trainer, name, args, inputs, out):
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     for _ in range(2):  # warm-up; creates the optimizer state
         step(trainer, inputs, optimizer)
-    memory = peak_memory(trainer, inputs, optimizer, args.device)
     times = []
     for _ in range(args.repeats):
         if args.device == "cuda":
@@ -120,7 +118,14 @@ def measure(host_trainer, name, args, inputs, out):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     trainable = sum(p.numel() for p in params)
-    return statistics.median(times), memory, trainable
+    return statistics.median(times), peak_bytes(args.device, baseline), trainable
+
+
+def measure_in_subprocess(name):
+    """One method per process, so peak memory is that method's alone."""
+    command = [sys.executable, __file__, *sys.argv[1:], "--method", name]
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def main():
@@ -132,7 +137,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--method", choices=list(METHODS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.method is None:
+        rows = {name: measure_in_subprocess(name) for name in METHODS}
+        return report(args, rows)
 
     sys.path.insert(0, str(host_dir() / "src"))
     import model as host_model  # noqa: F401  (holds the registry register() fills)
@@ -145,10 +154,10 @@ def main():
         for split in ("forget", "retain")
     }
     with tempfile.TemporaryDirectory() as out:
-        rows = {
-            name: measure(host_trainer, name, args, inputs, out) for name in METHODS
-        }
+        print(json.dumps(measure(host_trainer, args.method, args, inputs, out)))
 
+
+def report(args, rows):
     size = sum(
         p.numel()
         for p in build_model(args.size, args.vocab, torch.float32).parameters()

@@ -11,6 +11,7 @@ optimizer state, activations). Prints a markdown table with ratios to GradDiff (
 """
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -25,6 +26,7 @@ from omegaconf import OmegaConf
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import asu_plugin
+from asu_plugin import AttentionSmoothing
 from asu_plugin.host import host_dir
 
 LORA = {"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules": "all-linear"}
@@ -141,7 +143,8 @@ def main():
     args = parser.parse_args()
     if args.method is None:
         rows = {name: measure_in_subprocess(name) for name in METHODS}
-        return report(args, rows)
+        report(args, rows)
+        return teacher_overhead(args)
 
     sys.path.insert(0, str(host_dir() / "src"))
     import model as host_model  # noqa: F401  (holds the registry register() fills)
@@ -178,6 +181,34 @@ def report(args, rows):
             f"| {seconds / base_time:.2f}x | {memory / 2**20:.1f} "
             f"| {memory / base_memory:.2f}x |"
         )
+
+
+def teacher_overhead(args):
+    """Median no-grad forward with and without smoothing (τ 2.3), interleaved."""
+    model = build_model(args.size, args.vocab, getattr(torch, args.dtype))
+    model.to(args.device).eval()
+    g = torch.Generator().manual_seed(0)
+    inputs = batch(args.batch_size, args.length, args.vocab, g, args.device)
+    inputs.pop("labels")
+    smoothing = AttentionSmoothing(model, 2.3)
+    times = {False: [], True: []}
+    with torch.no_grad():
+        for _ in range(2 * args.repeats + 2):
+            for smoothed in (False, True):
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                with smoothing if smoothed else contextlib.nullcontext():
+                    model(**inputs)
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                times[smoothed].append(time.perf_counter() - start)
+    plain, smoothed = (statistics.median(times[k][2:]) for k in (False, True))
+    print(
+        f"\nTeacher forward (smoothed, hooks on and off around it) vs plain forward: "
+        f"{smoothed * 1e3:.1f} / {plain * 1e3:.1f} ms = {smoothed / plain:.3f}x "
+        f"(median of {2 * args.repeats}, {model.config._attn_implementation})"
+    )
 
 
 if __name__ == "__main__":

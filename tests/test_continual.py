@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import asu_plugin
-from asu_plugin.continual import run_steps
+from asu_plugin.continual import run_steps, scores
 
 CONFIGS = str(Path(asu_plugin.__file__).parent / "configs" / "continual")
 
@@ -176,9 +176,11 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
-    steps = [json.loads((tmp_path / "out" / f"step{k}" / "step.json").read_text())
-             for k in (1, 2)]  # fmt: skip
+    step_dirs = [tmp_path / "out" / f"step{k}" for k in (1, 2)]
+    steps = [json.loads((step / "step.json").read_text()) for step in step_dirs]
     assert steps[1]["start_model"] == steps[0]["model"]
-    assert all(0 < s["metrics"]["forget_Q_A_Prob"] < 1 for s in steps)
+    for step in step_dirs:
+        metrics = scores(step / "eval")["metrics"]
+        assert 0 < metrics["forget_Q_A_Prob"] < 1 and 0 < metrics["retain_Q_A_Prob"] < 1
     assert (tmp_path / "out" / "results.png").is_file()
     assert "| 2 | request2 |" in (tmp_path / "out" / "results.md").read_text()

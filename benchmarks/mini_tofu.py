@@ -71,8 +71,9 @@ def run_sweeps(demo, target, retain_logs, seeds):
                 if not (demo.out / "evals" / name / "TOFU_EVAL.json").is_file():
                     demo.stage(f"{method} {knob} seed {seed}")
                     lr = "1e-3"
-                    if overrides[0].startswith(LR):
-                        lr, overrides = overrides[0].split("=")[1], overrides[1:]
+                    extra = [o for o in overrides if not o.startswith(LR)]
+                    if len(extra) < len(overrides):
+                        lr = overrides[0].split("=")[1]
                     model = demo.train(
                         name,
                         target,
@@ -81,7 +82,7 @@ def run_sweeps(demo, target, retain_logs, seeds):
                             f"experiment={experiment}",
                             f"trainer={trainer}",
                             f"trainer.args.seed={seed}",
-                            *overrides,
+                            *extra,
                         ],
                         EPOCHS,
                         lr,
@@ -130,14 +131,14 @@ def fmt(mean_and_std):
     return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def write_results(out, agg, teachers, baseline, seeds, command):
+def write_results(out, agg, teachers, references, seeds, command):
     lines = [
         "# Mini-TOFU: ASU against the host's baselines\n",
         f"Command: `{command}`\n",
         f"torch {torch.__version__}, transformers {transformers.__version__}, CPU. Tiny 4-layer "
         f"Llama on the demo's 20 generated authors, forget10 (2 authors). {EPOCHS} epochs, batch "
         f"{BATCH}, lr 1e-3 unless swept, ASU α 1 (forget weight), the baselines' "
-        "method_args at the host's defaults. Mean ± std over seeds {list(seeds)} (the unlearning "
+        f"method_args at the host's defaults. Mean ± std over seeds {list(seeds)} (the unlearning "
         "run's seed; one target and retain model). forget_repetition: share of repeated words "
         "in the generated forget answers (fluency check).\n",
         "## Every setting\n",
@@ -145,9 +146,8 @@ def write_results(out, agg, teachers, baseline, seeds, command):
         "|---" * (len(COLUMNS) + 2) + "|",
     ]
     lines += [
-        "| target (before) | – | "
-        + " | ".join(fmt((baseline.get(c), 0.0)) for c in COLUMNS)
-        + " |"
+        f"| {name} | – | " + " | ".join(fmt((m.get(c), 0.0)) for c in COLUMNS) + " |"
+        for name, m in references.items()
     ]
     for (method, knob), p in agg.items():
         lines.append(
@@ -265,8 +265,11 @@ def main():
     runs = run_sweeps(demo, target, retain_logs, args.seeds)
     command = "OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/mini_tofu.py"
     command += f" --seeds {' '.join(map(str, args.seeds))}"
-    baseline = scores(out / "evals" / "target")
-    write_results(out, aggregate(runs), teachers, baseline, args.seeds, command)
+    references = {  # the retain model never saw the forget authors: the goal
+        "target (before)": scores(out / "evals" / "target"),
+        "retain model": scores(out / "evals" / "retain"),
+    }
+    write_results(out, aggregate(runs), teachers, references, args.seeds, command)
     demo.stage(f"wrote {out / 'results.md'} and {out / 'results.png'}")
 
 

@@ -11,6 +11,7 @@ After every step ``results.md`` and ``results.png`` cover all steps so far.
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -63,19 +64,6 @@ def eval_overrides(cfg, k, request, model, out):
         f"paths.output_dir={out}",
         *cfg.eval_overrides,
     ]
-
-
-def host_runner(host, cwd):
-    """Runs a host script; raises if it fails."""
-
-    def run(script, overrides):
-        result = run_host(host, script, overrides, cwd)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"open-unlearning {script} exited {result.returncode}: {overrides}"
-            )
-
-    return run
 
 
 def scores(eval_dir):
@@ -189,7 +177,8 @@ def main(cfg):
     out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg.out_dir = str(out)
-    run_steps(cfg, host_runner(host, Path(cfg.work_dir).resolve()))
+    work_dir = Path(cfg.work_dir).resolve()
+    run_steps(cfg, partial(run_host, host, cwd=work_dir, check=True))
     print(f"results: {out / 'results.md'}, {out / 'results.png'}")
 
 

@@ -20,24 +20,37 @@ from pathlib import Path
 import torch
 import transformers
 
+from asu_plugin import continual
 from asu_plugin.demo import Demo
 from asu_plugin.host import host_dir
 
 EPOCHS, BATCH = 10, 4
-LR = "trainer.args.learning_rate"
-# name -> (trainer, experiment, {knob label: overrides}); lr 1e-3 unless the knob is lr
 ASU = "unlearn/tofu/asu"
 BASE = "unlearn/tofu/default"
 TAUS = (2, 4, 6, 10)
-ALPHA1 = "trainer.method_args.alpha=1"  # ASU's forget weight
+
+
+def tau_knobs(taus):  # lr 1e-3, α 1 (ASU's forget weight)
+    alpha = "trainer.method_args.alpha=1"
+    return {
+        f"τ={t}": ("1e-3", [f"trainer.method_args.temperature={t}", alpha])
+        for t in taus
+    }
+
+
+def lr_knobs(lrs):  # the host's method_args
+    return {f"lr={lr}": (lr, []) for lr in lrs}
+
+
+# name -> (trainer, experiment, {knob label: (learning rate, overrides)})
 SWEEPS = {
-    "ASU_KL": ("ASU_KL", ASU, {f"τ={t}": [f"trainer.method_args.temperature={t}", ALPHA1] for t in TAUS}),
-    "ASU_GD": ("ASU_GD", ASU, {f"τ={t}": [f"trainer.method_args.temperature={t}", ALPHA1] for t in TAUS[1:]}),
-    "GradDiff": ("GradDiff", BASE, {f"lr={lr}": [f"{LR}={lr}"] for lr in ("1e-4", "3e-4", "1e-3")}),
-    "NPO": ("NPO", BASE, {f"lr={lr}": [f"{LR}={lr}"] for lr in ("1e-4", "3e-4", "1e-3")}),
-    "SimNPO": ("SimNPO", BASE, {f"lr={lr}": [f"{LR}={lr}"] for lr in ("3e-4", "1e-3")}),
-    "UNDIAL": ("UNDIAL", BASE, {f"lr={lr}": [f"{LR}={lr}"] for lr in ("3e-4", "1e-3")}),
-}  # fmt: skip
+    "ASU_KL": ("ASU_KL", ASU, tau_knobs(TAUS)),
+    "ASU_GD": ("ASU_GD", ASU, tau_knobs(TAUS[1:])),
+    "GradDiff": ("GradDiff", BASE, lr_knobs(("1e-4", "3e-4", "1e-3"))),
+    "NPO": ("NPO", BASE, lr_knobs(("1e-4", "3e-4", "1e-3"))),
+    "SimNPO": ("SimNPO", BASE, lr_knobs(("3e-4", "1e-3"))),
+    "UNDIAL": ("UNDIAL", BASE, lr_knobs(("3e-4", "1e-3"))),
+}
 FORGET, UTILITY = "forget_Q_A_Prob", "retain_Q_A_Prob"
 COLUMNS = (
     "forget_Q_A_Prob",
@@ -52,8 +65,8 @@ COLUMNS = (
 
 def scores(eval_dir):
     """Aggregate metrics of a host TOFU eval, plus the repetition rate of forget answers."""
+    metrics = continual.scores(eval_dir)["metrics"]
     logs = json.loads((eval_dir / "TOFU_EVAL.json").read_text())
-    metrics = {k: v.get("agg_value") for k, v in logs.items() if isinstance(v, dict)}
     answers = logs["forget_Q_A_ROUGE"]["value_by_index"].values()
     words = [a["generation"].split() for a in answers]
     metrics["forget_repetition"] = statistics.mean(
@@ -65,15 +78,11 @@ def scores(eval_dir):
 def run_sweeps(demo, target, retain_logs, seeds):
     runs = []  # (method, knob, seed, metrics)
     for method, (trainer, experiment, knobs) in SWEEPS.items():
-        for knob, overrides in knobs.items():
+        for knob, (lr, overrides) in knobs.items():
             for seed in seeds:
                 name = f"{method}_{knob}_s{seed}".replace("τ=", "t").replace("=", "")
                 if not (demo.out / "evals" / name / "TOFU_EVAL.json").is_file():
                     demo.stage(f"{method} {knob} seed {seed}")
-                    lr = "1e-3"
-                    extra = [o for o in overrides if not o.startswith(LR)]
-                    if len(extra) < len(overrides):
-                        lr = overrides[0].split("=")[1]
                     model = demo.train(
                         name,
                         target,
@@ -82,7 +91,7 @@ def run_sweeps(demo, target, retain_logs, seeds):
                             f"experiment={experiment}",
                             f"trainer={trainer}",
                             f"trainer.args.seed={seed}",
-                            *extra,
+                            *overrides,
                         ],
                         EPOCHS,
                         lr,

@@ -161,10 +161,11 @@ def main():
 
 
 def report(args, rows):
-    size = sum(
-        p.numel()
-        for p in build_model(args.size, args.vocab, torch.float32).parameters()
-    )
+    with torch.device("meta"):  # shapes only
+        size = sum(
+            p.numel()
+            for p in build_model(args.size, args.vocab, torch.float32).parameters()
+        )
     print(
         f"Llama {size / 1e6:.1f}M params, sdpa, {args.dtype}, {args.device} "
         f"({torch.get_num_threads()} thread(s)), batch {args.batch_size}x{args.length} "

@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils.logging import disable_progress_bar
 
-from asu_plugin.demo_data import generate
+from asu_plugin.demo_data import generate, read_jsonl
 from asu_plugin.host import cpu_train_overrides, host_dir, is_host, link_tofu, run_host
 from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
 
@@ -111,14 +111,17 @@ class Demo:
         )
         return out
 
-    def prepare(self):
-        """The generated author set (as locuslab/TOFU in ``out``) and the target model."""
-        self.stage("generating the fictitious-author set and a tiny Llama")
-        sizes = generate(self.out / "data")
+    def prepare(self, write_data=generate, hidden_size=128, num_layers=4):
+        """The author set (``write_data(folder)``, as locuslab/TOFU in ``out``) and the target."""
+        self.stage("writing the fictitious-author set and a tiny Llama")
+        sizes = write_data(self.out / "data")
         link_tofu(self.out, self.out / "data")
-        rows = _read_jsonl(self.out / "data" / "finetune.jsonl")
+        rows = read_jsonl(self.out / "data" / "finetune.jsonl")
         build_tiny_llama(
-            self.out / "tiny", qa_texts(rows), hidden_size=128, num_layers=4
+            self.out / "tiny",
+            qa_texts(rows),
+            hidden_size=hidden_size,
+            num_layers=num_layers,
         )
         print(
             f"        {sizes['full']} author QA, forget {sizes['forget10']}", flush=True
@@ -174,15 +177,10 @@ class Demo:
             for label, path in (("before", before_path), ("after", after_path))
         }
         print()
-        for row in _read_jsonl(self.out / "data" / "forget10.jsonl")[:count]:
+        for row in read_jsonl(self.out / "data" / "forget10.jsonl")[:count]:
             print(f"Q: {row['question']}\n   truth : {row['answer']}")
             for label, model in models.items():
                 print(f"   {label:<6}: {_answer(model, tokenizer, row['question'])}")
-
-
-def _read_jsonl(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f]
 
 
 def _answer(model, tokenizer, question):

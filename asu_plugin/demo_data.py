@@ -4,6 +4,7 @@ Same file names and fields as TOFU (``full``, ``forget10``, ``retain90``, ``hold
 ``*_perturbed`` files with paraphrased and perturbed answers, ``real_authors_perturbed``,
 ``world_facts_perturbed``), so open-unlearning's TOFU data configs and evaluator read it unchanged.
 ``finetune`` / ``retain_finetune`` add the general-knowledge QA to ``full`` / ``retain90``.
+``tofu_subset`` cuts the real TOFU data down to a few authors under the same names.
 A stream of deletion requests for continual unlearning: ``request<k>`` (``num_forget`` new
 authors each, ``request1`` = ``forget10``), ``forgotten<k>`` (requests 1..k, with
 ``_perturbed`` for the evaluator) and ``retain_stream`` (authors no request names).
@@ -99,6 +100,9 @@ GENERAL = {
 }
 
 
+TOFU_QA_PER_AUTHOR = 20
+
+
 def _author_rows(rng, name):
     facts = {key: rng.choice(values) for key, values in VALUES.items()}
     rows = []
@@ -166,6 +170,57 @@ def generate(
         files[f"forgotten{k}_perturbed"] = full[start:]
     files["retain_stream"] = _qa(full[: len(full) - num_requests * per_request])
 
+    return write(out_dir, files)
+
+
+def tofu_subset(
+    tofu_dir, out_dir, num_retain_authors=18, num_eval_retain=4, num_general=16
+):
+    """Cut real TOFU down under the same file names: forget10 = TOFU's forget01 (2 authors).
+
+    The retain authors are ``full``'s first ``num_retain_authors`` (TOFU's ``retain_perturbed``
+    covers its first 20, so the retain-set metrics read ``num_eval_retain`` of them); the first
+    ``num_general`` real-author / world-fact QA are evaluated and mixed into the training sets.
+    """
+    if not 1 <= num_eval_retain <= num_retain_authors <= 20:
+        raise ValueError(
+            f"need 1 <= num_eval_retain ({num_eval_retain}) <= num_retain_authors "
+            f"({num_retain_authors}) <= 20: TOFU's retain_perturbed covers 20 authors"
+        )
+    tofu = {
+        name: read_jsonl(Path(tofu_dir) / f"{name}.jsonl")
+        for name in (
+            "full",
+            "forget01",
+            "forget01_perturbed",
+            "retain_perturbed",
+            "holdout01",
+            "real_authors_perturbed",
+            "world_facts_perturbed",
+        )
+    }
+    retain = tofu["full"][: num_retain_authors * TOFU_QA_PER_AUTHOR]
+    general = {k: tofu[f"{k}_perturbed"][:num_general] for k in GENERAL}
+    files = {
+        "full": retain + tofu["forget01"],
+        "forget10": tofu["forget01"],
+        "forget10_perturbed": tofu["forget01_perturbed"],
+        "retain90": retain,
+        "retain_perturbed": tofu["retain_perturbed"][
+            : num_eval_retain * TOFU_QA_PER_AUTHOR
+        ],
+        "holdout10": tofu["holdout01"],
+        "real_authors_perturbed": general["real_authors"],
+        "world_facts_perturbed": general["world_facts"],
+    }
+    general_qa = _qa(general["real_authors"] + general["world_facts"])
+    files["finetune"] = files["full"] + general_qa
+    files["retain_finetune"] = retain + general_qa
+    return write(out_dir, files)
+
+
+def write(out_dir, files):
+    """One ``<name>.jsonl`` per split and a README declaring each as a dataset config."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     configs = []
@@ -179,3 +234,8 @@ def generate(
         "---\nconfigs:\n" + "\n".join(configs) + "\n---\n"
     )
     return {name: len(rows) for name, rows in files.items()}
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]

@@ -50,6 +50,9 @@ def run_host(host: Path, script: str, overrides, cwd: Path, **kwargs):
         "HF_DATASETS_OFFLINE": "1",
         "CUDA_VISIBLE_DEVICES": "",
         "TOKENIZERS_PARALLELISM": "false",
+        # datasets caches a local "locuslab/TOFU" under its config names alone: folders with
+        # the same configs but other rows would read each other's cache, so one cache per run
+        "HF_DATASETS_CACHE": str(Path(cwd) / ".hf_datasets"),
     }
     command = [sys.executable, str(Path(host) / "src" / script), *overrides]
     return subprocess.run(command, cwd=cwd, env=env, text=True, **kwargs)

@@ -1,6 +1,5 @@
 import copy
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -111,8 +110,3 @@ def tofu():
     if not (SHARED_TOFU / "forget01.jsonl").is_file():
         pytest.skip(f"no TOFU copy at {SHARED_TOFU}: set ASU_SHARED_DIR to shared/")
     return SHARED_TOFU
-
-
-def read_jsonl(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f]

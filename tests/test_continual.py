@@ -142,11 +142,9 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     import subprocess
     import sys
 
-    from asu_plugin.demo_data import generate
+    from asu_plugin.demo_data import generate, read_jsonl
     from asu_plugin.host import cpu_train_overrides, link_tofu
     from asu_plugin.tiny import build_tiny_llama, qa_texts
-
-    from conftest import read_jsonl
 
     generate(tmp_path / "data")
     link_tofu(tmp_path, tmp_path / "data")

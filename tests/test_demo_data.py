@@ -7,10 +7,9 @@ import pytest
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin.demo_data import FIRST, LAST, generate
+from asu_plugin.demo_data import FIRST, LAST, generate, read_jsonl, tofu_subset
+from asu_plugin.host import link_tofu, run_host
 from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
-
-from conftest import read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +69,48 @@ def test_truth_ratio_rows_perturb_the_paraphrase_fact(data):
 def test_loads_like_the_hub_copy(data, name):
     rows = load_dataset(str(data), name=name, split="train")
     assert rows.num_rows == len(read_jsonl(data / f"{name}.jsonl"))
+
+
+def test_tofu_subset_keeps_the_protocol(tofu, tmp_path):
+    sizes = tofu_subset(tofu, tmp_path, num_retain_authors=6, num_eval_retain=2)
+
+    def rows(name):
+        return read_jsonl(tmp_path / f"{name}.jsonl")
+
+    assert rows("forget10") == read_jsonl(tofu / "forget01.jsonl")
+    assert rows("retain90") == read_jsonl(tofu / "full.jsonl")[:120]
+    assert rows("full") == rows("retain90") + rows("forget10")
+    questions = {r["question"] for r in rows("retain90")}
+    assert {r["question"] for r in rows("retain_perturbed")} <= questions
+    assert not {r["question"] for r in rows("forget10")} & questions
+    assert [r["question"] for r in rows("forget10_perturbed")] == [
+        r["question"] for r in rows("forget10")
+    ]
+    assert sizes["retain_perturbed"] == 40 and sizes["world_facts_perturbed"] == 16
+    assert sizes["finetune"] == sizes["full"] + 32
+    assert rows("retain_finetune") == rows("retain90") + rows("finetune")[160:]
+
+
+@pytest.mark.parametrize("authors, evaluated", [(21, 4), (3, 4), (6, 0)])
+def test_tofu_subset_refuses_what_tofu_cannot_score(tofu, tmp_path, authors, evaluated):
+    with pytest.raises(ValueError, match=rf"\({evaluated}\).*\({authors}\)"):
+        tofu_subset(tofu, tmp_path, authors, evaluated)
+
+
+def test_runs_do_not_share_a_dataset_cache(tmp_path):
+    """Two folders with the same config names but other rows each load their own."""
+    host = tmp_path / "host"
+    (host / "src").mkdir(parents=True)
+    (host / "src" / "train.py").write_text(
+        "from datasets import load_dataset\n"
+        "print(len(load_dataset('locuslab/TOFU', name='forget10', split='train')))\n"
+    )
+    for forget_authors in (2, 3):
+        run = tmp_path / f"run{forget_authors}"
+        generate(run / "data", num_forget=forget_authors)
+        link_tofu(run, run / "data")
+        result = run_host(host, "train.py", [], run, capture_output=True, check=True)
+        assert result.stdout.split()[-1] == str(7 * forget_authors)
 
 
 def test_tiny_llama_tokenizer_keeps_prompts_a_prefix(data, tmp_path):

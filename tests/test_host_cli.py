@@ -7,10 +7,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import Reference
+from asu_plugin.demo_data import read_jsonl
 from asu_plugin.host import cpu_train_overrides, link_tofu, run_host
 from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
-
-from conftest import read_jsonl
 
 pytestmark = pytest.mark.host
 TAU = 2.3

@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils.logging import disable_progress_bar
 
 from asu_plugin.demo_data import generate, read_jsonl
-from asu_plugin.host import cpu_train_overrides, host_dir, is_host, link_tofu, run_host
+from asu_plugin.host import host_dir, is_host, link_tofu, run_host, train_overrides
 from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
 
 # TOFU_EVAL.json keys: the host's summary metrics and, as utility, the retain-set ones
@@ -43,28 +43,34 @@ def model_args(path):
 
 
 class Demo:
-    def __init__(self, host, out, temperature, alpha):
-        self.host, self.out = host, out
+    # finetuning of the target and retain models: epochs, learning rate, batch size
+    FINETUNE = (60, 3e-3, 16)
+
+    def __init__(
+        self, host, out, temperature, alpha, device="cpu", finetune_recipe=FINETUNE
+    ):
+        self.host, self.out, self.device = host, out, device
         self.temperature, self.alpha = temperature, alpha
+        self.finetune_recipe = finetune_recipe
         self.start = time.time()
 
     def stage(self, message):
         print(f"[{time.time() - self.start:6.0f}s] {message}", flush=True)
 
     def run(self, script, overrides):
-        result = run_host(self.host, script, overrides, self.out)
+        result = run_host(self.host, script, overrides, self.out, self.device)
         if result.returncode != 0:
             sys.exit(f"open-unlearning {script} failed (exit {result.returncode})")
 
     def train(self, name, model, overrides, epochs, lr, batch_size):
-        """src/train.py on a CPU, no evaluation; returns the saved model's folder."""
+        """src/train.py without evaluation; returns the saved model's folder."""
         self.run(
             "train.py",
             [
                 *overrides,
                 f"task_name={name}",
                 *model_args(model),
-                *cpu_train_overrides(),
+                *train_overrides(self.device),
                 "trainer.args.do_eval=false",
                 "trainer.args.eval_on_start=false",
                 "trainer.args.eval_strategy=no",
@@ -84,7 +90,7 @@ class Demo:
             f"data.train.TOFU_QA_full.args.hf_args.name={data_config}",
             "trainer.args.weight_decay=0.0",
         ]
-        return self.train(name, self.out / "tiny", overrides, 60, 3e-3, 16)
+        return self.train(name, self.out / "tiny", overrides, *self.finetune_recipe)
 
     def unlearn(self, target):
         overrides = [
@@ -103,7 +109,7 @@ class Demo:
                 "experiment=eval/tofu/default",
                 f"task_name={name}",
                 *model_args(path),
-                "model.model_args.device_map=cpu",
+                f"model.model_args.device_map={self.device}",
                 f"retain_logs_path={retain_logs or 'null'}",
                 f"paths.output_dir={out}",
                 *extra,

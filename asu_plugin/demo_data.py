@@ -100,7 +100,12 @@ GENERAL = {
 }
 
 
-TOFU_QA_PER_AUTHOR = 20
+TOFU_AUTHORS, TOFU_QA_PER_AUTHOR = 200, 20
+FORGET_AUTHORS = {
+    "forget01": 2,
+    "forget05": 10,
+    "forget10": 20,
+}  # the last ones of full
 
 
 def _author_rows(rng, name):
@@ -174,27 +179,43 @@ def generate(
 
 
 def tofu_subset(
-    tofu_dir, out_dir, num_retain_authors=18, num_eval_retain=4, num_general=16
+    tofu_dir,
+    out_dir,
+    forget="forget01",
+    num_retain_authors=18,
+    num_eval_retain=4,
+    num_general=16,
 ):
-    """Cut real TOFU down under the same file names: forget10 = TOFU's forget01 (2 authors).
+    """Cut real TOFU down to ``forget`` and the first ``num_retain_authors`` of ``full``.
 
-    The retain authors are ``full``'s first ``num_retain_authors`` (TOFU's ``retain_perturbed``
-    covers its first 20, so the retain-set metrics read ``num_eval_retain`` of them); the first
-    ``num_general`` real-author / world-fact QA are evaluated and mixed into the training sets.
+    Written under the demo's split names (``forget10``, ``retain90``, ...). TOFU's
+    ``retain_perturbed`` covers ``full``'s first 20 authors, so the retain-set metrics read
+    ``num_eval_retain`` of them; the first ``num_general`` real-author / world-fact QA
+    (``None``: all) are evaluated and mixed into the training sets.
     """
-    if not 1 <= num_eval_retain <= num_retain_authors <= 20:
+    num_forget = FORGET_AUTHORS.get(forget)
+    if num_forget is None:
+        raise ValueError(
+            f"forget must be one of {list(FORGET_AUTHORS)}, got {forget!r}"
+        )
+    most = TOFU_AUTHORS - num_forget
+    if (
+        not 1 <= num_eval_retain <= min(num_retain_authors, 20)
+        or num_retain_authors > most
+    ):
         raise ValueError(
             f"need 1 <= num_eval_retain ({num_eval_retain}) <= num_retain_authors "
-            f"({num_retain_authors}) <= 20: TOFU's retain_perturbed covers 20 authors"
+            f"({num_retain_authors}) <= {most} and num_eval_retain <= 20: "
+            "TOFU's retain_perturbed covers 20 authors"
         )
     tofu = {
         name: read_jsonl(Path(tofu_dir) / f"{name}.jsonl")
         for name in (
             "full",
-            "forget01",
-            "forget01_perturbed",
+            forget,
+            f"{forget}_perturbed",
             "retain_perturbed",
-            "holdout01",
+            forget.replace("forget", "holdout"),
             "real_authors_perturbed",
             "world_facts_perturbed",
         )
@@ -202,14 +223,14 @@ def tofu_subset(
     retain = tofu["full"][: num_retain_authors * TOFU_QA_PER_AUTHOR]
     general = {k: tofu[f"{k}_perturbed"][:num_general] for k in GENERAL}
     files = {
-        "full": retain + tofu["forget01"],
-        "forget10": tofu["forget01"],
-        "forget10_perturbed": tofu["forget01_perturbed"],
+        "full": retain + tofu[forget],
+        "forget10": tofu[forget],
+        "forget10_perturbed": tofu[f"{forget}_perturbed"],
         "retain90": retain,
         "retain_perturbed": tofu["retain_perturbed"][
             : num_eval_retain * TOFU_QA_PER_AUTHOR
         ],
-        "holdout10": tofu["holdout01"],
+        "holdout10": tofu[forget.replace("forget", "holdout")],
         "real_authors_perturbed": general["real_authors"],
         "world_facts_perturbed": general["world_facts"],
     }

@@ -19,7 +19,7 @@ import transformers
 
 from asu_plugin.continual import PLOTTED, scores
 from asu_plugin.demo import Demo
-from asu_plugin.host import cpu_train_overrides, host_dir
+from asu_plugin.host import host_dir, train_overrides
 
 REQUESTS = 5
 METHODS = {  # trainer and method overrides; the same lr / epochs for all
@@ -60,7 +60,7 @@ def run_method(out, target, tiny, name):
         "model=phi-1_5",
         f"method={name}",
         f"requests=[{requests}]",
-        f"train_overrides={hydra_list([tokenizer, *cpu_train_overrides(), *TRAIN, *METHODS[name]])}",
+        f"train_overrides={hydra_list([tokenizer, *train_overrides(), *TRAIN, *METHODS[name]])}",
         f"eval_overrides={hydra_list([tokenizer, 'model.model_args.device_map=cpu', 'holdout_split=holdout10'])}",
         f"work_dir={out}",
         f"out_dir={out / 'continual' / name}",

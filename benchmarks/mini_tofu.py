@@ -1,55 +1,95 @@
-"""Mini-TOFU: ASU against the host's baselines along each method's strength knob, with seeds.
+"""Mini-TOFU: ASU against the host's baselines along each method's knobs, with seeds.
 
-    OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/mini_tofu.py [--seeds 0 1] [--out DIR]
+    OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/mini_tofu.py --data generated
+    OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/mini_tofu.py --data tofu --seeds 0
+    OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/mini_tofu.py --device cuda
 
-TOFU's protocol scaled down, on the demo's generated authors (20 authors, forget10 = 2): a tiny
-Llama target finetuned on all authors plus general QA, a retain model without the forget authors
-(forget quality), then each method's sweep through the host's ``src/train.py`` and ``src/eval.py``.
-The forget-teacher is evaluated at every τ (``AttentionSmoothedForCausalLM``): it is the ceiling of
-what ASU's student can forget. Utility is read on the retain authors (answer prob, ROUGE): the host's
-``model_utility`` also averages real-author / world-fact knowledge that a tiny model lacks.
-Writes ``results.md`` (mean ± std over seeds, Pareto fronts, matched-utility points) and
-``results.png`` (forget vs utility with each method's front).
+TOFU's protocol scaled down: a target finetuned on all authors plus general QA, a retain model
+without the forget authors (forget quality), then each method's sweep through the host's
+``src/train.py`` and ``src/eval.py``. Data: ``generated`` is the demo's 20 fictitious authors
+(forget 2); ``tofu`` is real TOFU (``--tofu-dir``): forget01's 2 authors and the first
+``--retain-authors`` of ``full``. ``--device cuda``: all 200 TOFU authors (forget10), a 16M
+Llama, bf16. The forget-teacher is evaluated at every τ / layer set of the ASU sweep
+(``AttentionSmoothedForCausalLM``): it is the ceiling of what ASU's student can forget. Utility
+is read on the retain authors (answer prob, ROUGE): the host's ``model_utility`` also averages
+real-author / world-fact knowledge that a tiny model lacks. Writes ``results.md`` (mean ± std
+over seeds, Pareto fronts, matched-utility points) and ``results.png`` (forget vs utility).
 """
 
 import argparse
+import functools
 import json
+import re
 import statistics
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import transformers
 
 from asu_plugin import continual
 from asu_plugin.demo import Demo
+from asu_plugin.demo_data import generate, tofu_subset
 from asu_plugin.host import host_dir
 
 EPOCHS, BATCH = 10, 4
 ASU = "unlearn/tofu/asu"
 BASE = "unlearn/tofu/default"
-TAUS = (2, 4, 6, 10)
+SYMBOLS = {"temperature": "τ", "alpha": "α", "beta": "β"}
 
 
-def tau_knobs(taus):  # lr 1e-3, α 1 (ASU's forget weight)
-    alpha = "trainer.method_args.alpha=1"
-    return {
-        f"τ={t}": ("1e-3", [f"trainer.method_args.temperature={t}", alpha])
-        for t in taus
-    }
+class Point(NamedTuple):
+    label: str
+    name: str  # of the run's folder
+    lr: str
+    epochs: int
+    method_args: dict
 
 
-def lr_knobs(lrs):  # the host's method_args
-    return {f"lr={lr}": (lr, []) for lr in lrs}
+def knob(lr="1e-3", epochs=EPOCHS, **method_args):
+    """One sweep point; the label names what differs from lr 1e-3 and EPOCHS epochs."""
+    items = [("lr", lr)] if lr != "1e-3" or not method_args else []
+    items += method_args.items()
+    items += [("epochs", epochs)] if epochs != EPOCHS else []
+    label = " ".join(f"{SYMBOLS.get(k, k)}={v}" for k, v in items)
+    name = "_".join(f"{k}{v}" for k, v in items).replace(".", "p")
+    return Point(label, re.sub(r"\W+", "", name), lr, epochs, method_args)
 
 
-# name -> (trainer, experiment, {knob label: (learning rate, overrides)})
+def asu(temperature, alpha=1, epochs=EPOCHS, **method_args):
+    return knob(epochs=epochs, temperature=temperature, alpha=alpha, **method_args)
+
+
+def lrs(*values):
+    return [knob(lr) for lr in values]
+
+
+# method -> (experiment, sweep points); lr 1e-3 and the host's method_args unless given
 SWEEPS = {
-    "ASU_KL": ("ASU_KL", ASU, tau_knobs(TAUS)),
-    "ASU_GD": ("ASU_GD", ASU, tau_knobs(TAUS[1:])),
-    "GradDiff": ("GradDiff", BASE, lr_knobs(("1e-4", "3e-4", "1e-3"))),
-    "NPO": ("NPO", BASE, lr_knobs(("1e-4", "3e-4", "1e-3"))),
-    "SimNPO": ("SimNPO", BASE, lr_knobs(("3e-4", "1e-3"))),
-    "UNDIAL": ("UNDIAL", BASE, lr_knobs(("3e-4", "1e-3"))),
+    "ASU_KL": (
+        ASU,
+        [asu(t) for t in (2, 4, 6, 10, 32)]
+        + [asu(10, alpha=0.3), asu(10, alpha=3), asu(10, layers="[0]")]
+        + [asu(10, epochs=30), asu(32, epochs=30)],
+    ),
+    "ASU_GD": (ASU, [asu(t) for t in (4, 6, 10, 32)] + [asu(10, alpha=3)]),
+    "GradDiff": (
+        BASE,
+        lrs("1e-4", "3e-4", "1e-3") + [knob("3e-4", alpha=3), knob("1e-4", epochs=30)],
+    ),
+    "NPO": (
+        BASE,
+        lrs("1e-4", "3e-4", "1e-3")
+        + [knob("3e-4", beta=0.5), knob("3e-4", alpha=3), knob("1e-4", epochs=30)],
+    ),
+    "SimNPO": (
+        BASE,
+        lrs("3e-4", "1e-3", "3e-3") + [knob(beta=2), knob(beta=10), knob(epochs=30)],
+    ),
+    "UNDIAL": (
+        BASE,
+        lrs("3e-4", "1e-3") + [knob(beta=3), knob(beta=30), knob(alpha=1)],
+    ),
 }
 FORGET, UTILITY = "forget_Q_A_Prob", "retain_Q_A_Prob"
 COLUMNS = (
@@ -75,30 +115,53 @@ def scores(eval_dir):
     return metrics
 
 
-def run_sweeps(demo, target, retain_logs, seeds):
-    runs = []  # (method, knob, seed, metrics)
-    for method, (trainer, experiment, knobs) in SWEEPS.items():
-        for knob, (lr, overrides) in knobs.items():
+def teachers(methods):
+    """The forget-teachers of the ASU sweep points: label -> (run name, eval overrides)."""
+    points = {}
+    for method in methods:
+        for point in SWEEPS[method][1]:
+            args = point.method_args
+            smoothed = {k: args[k] for k in ("temperature", "layers") if k in args}
+            if smoothed:
+                label, name, *_ = knob(**smoothed)
+                overrides = [
+                    f"+model.model_args.attention_{k}={v}" for k, v in smoothed.items()
+                ]
+                points[label] = (args["temperature"], f"teacher_{name}", overrides)
+    return {
+        label: point[1:]
+        for label, point in sorted(points.items(), key=lambda kv: (kv[1][0], kv[0]))
+    }
+
+
+def run_sweeps(demo, target, retain_logs, methods, seeds):
+    runs = []  # (method, label, seed, metrics)
+    for method in methods:
+        experiment, points = SWEEPS[method]
+        for label, name, lr, epochs, method_args in points:
             for seed in seeds:
-                name = f"{method}_{knob}_s{seed}".replace("τ=", "t").replace("=", "")
-                if not (demo.out / "evals" / name / "TOFU_EVAL.json").is_file():
-                    demo.stage(f"{method} {knob} seed {seed}")
+                run = f"{method}_{name}_s{seed}"
+                if not (demo.out / "evals" / run / "TOFU_EVAL.json").is_file():
+                    demo.stage(f"{method} {label} seed {seed}")
                     model = demo.train(
-                        name,
+                        run,
                         target,
                         [
                             "--config-name=unlearn.yaml",
                             f"experiment={experiment}",
-                            f"trainer={trainer}",
+                            f"trainer={method}",
                             f"trainer.args.seed={seed}",
-                            *overrides,
+                            *(
+                                f"trainer.method_args.{k}={v}"
+                                for k, v in method_args.items()
+                            ),
                         ],
-                        EPOCHS,
+                        epochs,
                         lr,
                         BATCH,
                     )
-                    demo.evaluate(name, model, retain_logs)
-                runs.append((method, knob, seed, scores(demo.out / "evals" / name)))
+                    demo.evaluate(run, model, retain_logs)
+                runs.append((method, label, seed, scores(demo.out / "evals" / run)))
     return runs
 
 
@@ -140,16 +203,17 @@ def fmt(mean_and_std):
     return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def write_results(out, agg, teachers, references, seeds, command):
+def write_results(out, agg, teachers, references, seeds, command, setup):
     lines = [
         "# Mini-TOFU: ASU against the host's baselines\n",
         f"Command: `{command}`\n",
-        f"torch {torch.__version__}, transformers {transformers.__version__}, CPU. Tiny 4-layer "
-        f"Llama on the demo's 20 generated authors, forget10 (2 authors). {EPOCHS} epochs, batch "
-        f"{BATCH}, lr 1e-3 unless swept, ASU α 1 (forget weight), the baselines' "
-        f"method_args at the host's defaults. Mean ± std over seeds {list(seeds)} (the unlearning "
-        "run's seed; one target and retain model). forget_repetition: share of repeated words "
-        "in the generated forget answers (fluency check).\n",
+        f"torch {torch.__version__}, transformers {transformers.__version__}. {setup} "
+        f"Unlearning: batch {BATCH}, lr 1e-3 and {EPOCHS} epochs unless the knob says, the baselines' "
+        "method_args at the host's defaults unless swept (GradDiff / NPO / SimNPO: α = "
+        "retain weight; UNDIAL's default α is 0, no retain term; ASU: α = forget weight). "
+        f"Mean ± std over seeds {list(seeds)} (the unlearning run's seed; one target and "
+        "retain model). forget_repetition: share of repeated words in the generated forget "
+        "answers (fluency check).\n",
         "## Every setting\n",
         "| method | knob | " + " | ".join(COLUMNS) + " |",
         "|---" * (len(COLUMNS) + 2) + "|",
@@ -163,7 +227,7 @@ def write_results(out, agg, teachers, references, seeds, command):
             f"| {method} | {knob} | " + " | ".join(fmt(p[c]) for c in COLUMNS) + " |"
         )
     lines += [
-        "\n## Forget-teacher at each τ (the target with attention temperature τ)\n",
+        "\n## Forget-teacher at each τ / layer set of the ASU sweep (the target, smoothed)\n",
         "| τ | " + " | ".join(COLUMNS) + " |",
         "|---" * (len(COLUMNS) + 1) + "|",
     ]
@@ -238,15 +302,63 @@ def plot(out, agg, teachers, methods):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(".mini_tofu"))
+    parser.add_argument("--data", choices=("generated", "tofu"), default="generated")
+    parser.add_argument("--tofu-dir", type=Path, default=Path("../shared/data/tofu"))
+    parser.add_argument("--retain-authors", type=int, default=18)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--methods", nargs="+", choices=SWEEPS, default=list(SWEEPS))
+    parser.add_argument(
+        "--out", type=Path, help="work folder (default .mini_tofu/DATA)"
+    )
+    parser.add_argument(
+        "--results", type=Path, help="default benchmarks/mini_tofu/results/DATA"
+    )
     args = parser.parse_args()
-    out = args.out.resolve()
+    if args.device == "cuda":
+        args.data = "tofu"
+    label = args.data if args.device == "cpu" else "tofu_all_cuda"
+    out = (args.out or Path(".mini_tofu") / label).resolve()
+    results = args.results or Path(__file__).parent / "mini_tofu" / "results" / label
     out.mkdir(parents=True, exist_ok=True)
-    demo = Demo(host_dir(), out, temperature=None, alpha=None)
+    results.mkdir(parents=True, exist_ok=True)
+    if (
+        args.device == "cuda"
+    ):  # the issue's recipe: memorises all of TOFU in ~150 s on an H100
+        demo = Demo(host_dir(), out, None, None, "cuda", finetune_recipe=(20, 1e-3, 32))
+        write_data = functools.partial(
+            tofu_subset,
+            args.tofu_dir.resolve(),
+            forget="forget10",
+            num_retain_authors=180,
+            num_eval_retain=20,
+            num_general=None,
+        )
+        model, setup = (
+            dict(hidden_size=320, num_layers=8),
+            "One GPU, bf16. 16M 8-layer Llama on all 200 TOFU authors, forget10 (20 authors).",
+        )
+    else:
+        demo = Demo(host_dir(), out, None, None)
+        model = dict(hidden_size=128, num_layers=4)
+        if args.data == "tofu":
+            write_data = functools.partial(
+                tofu_subset,
+                args.tofu_dir.resolve(),
+                num_retain_authors=args.retain_authors,
+            )
+            setup = (
+                f"CPU. Tiny 4-layer Llama on real TOFU: forget01's 2 authors and the first "
+                f"{args.retain_authors} authors of full (retain metrics on 4 of them)."
+            )
+        else:
+            write_data = generate
+            setup = (
+                "CPU. Tiny 4-layer Llama on the demo's 20 generated authors, forget 2."
+            )
     target = out / "target"
     if not (target / "config.json").is_file():
-        target = demo.prepare()
+        target = demo.prepare(write_data, **model)
     retain = out / "retain"
     if not (retain / "config.json").is_file():
         demo.stage("finetuning the retain model (forget authors held out)")
@@ -256,30 +368,29 @@ def main():
         demo.evaluate("retain", retain)
     if not (out / "evals" / "target" / "TOFU_EVAL.json").is_file():
         demo.evaluate("target", target, retain_logs)
-    teachers = {}
-    for tau in TAUS:
-        name = f"teacher_t{tau}"
+    teacher_scores = {}
+    for label, (name, overrides) in teachers(args.methods).items():
         if not (out / "evals" / name / "TOFU_EVAL.json").is_file():
-            demo.stage(f"evaluating the forget-teacher at τ {tau}")
+            demo.stage(f"evaluating the forget-teacher at {label}")
             demo.evaluate(
                 name,
                 target,
                 retain_logs,
-                [
-                    "+model.model_handler=AttentionSmoothedForCausalLM",
-                    f"+model.model_args.attention_temperature={tau}",
-                ],
+                ["+model.model_handler=AttentionSmoothedForCausalLM", *overrides],
             )
-        teachers[tau] = scores(out / "evals" / name)
-    runs = run_sweeps(demo, target, retain_logs, args.seeds)
+        teacher_scores[label] = scores(out / "evals" / name)
+    runs = run_sweeps(demo, target, retain_logs, args.methods, args.seeds)
     command = "OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/mini_tofu.py"
-    command += f" --seeds {' '.join(map(str, args.seeds))}"
+    command += f" --data {args.data} --seeds {' '.join(map(str, args.seeds))}"
+    if args.device == "cuda":
+        command += " --device cuda"
     references = {  # the retain model never saw the forget authors: the goal
         "target (before)": scores(out / "evals" / "target"),
         "retain model": scores(out / "evals" / "retain"),
     }
-    write_results(out, aggregate(runs), teachers, references, args.seeds, command)
-    demo.stage(f"wrote {out / 'results.md'} and {out / 'results.png'}")
+    agg = aggregate(runs)
+    write_results(results, agg, teacher_scores, references, args.seeds, command, setup)
+    demo.stage(f"wrote {results / 'results.md'} and {results / 'results.png'}")
 
 
 if __name__ == "__main__":

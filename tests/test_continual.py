@@ -143,7 +143,7 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     import sys
 
     from asu_plugin.demo_data import generate, read_jsonl
-    from asu_plugin.host import cpu_train_overrides, link_tofu
+    from asu_plugin.host import link_tofu, train_overrides
     from asu_plugin.tiny import build_tiny_llama, qa_texts
 
     generate(tmp_path / "data")
@@ -152,7 +152,7 @@ def test_two_requests_through_the_real_host(host, tmp_path):
         tmp_path / "tiny", qa_texts(read_jsonl(tmp_path / "data" / "finetune.jsonl"))
     )
     tokenizer = f"model.tokenizer_args.pretrained_model_name_or_path={tiny}"
-    train = [tokenizer, *cpu_train_overrides(), "+trainer.args.max_steps=2"]
+    train = [tokenizer, *train_overrides(), "+trainer.args.max_steps=2"]
     train += ["trainer.args.eval_strategy=no", "trainer.args.eval_on_start=false"]
     train += ["trainer.args.do_eval=false"]
     evals = [tokenizer, "model.model_args.device_map=cpu", "holdout_split=holdout10"]

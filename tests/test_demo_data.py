@@ -91,10 +91,36 @@ def test_tofu_subset_keeps_the_protocol(tofu, tmp_path):
     assert rows("retain_finetune") == rows("retain90") + rows("finetune")[160:]
 
 
-@pytest.mark.parametrize("authors, evaluated", [(21, 4), (3, 4), (6, 0)])
-def test_tofu_subset_refuses_what_tofu_cannot_score(tofu, tmp_path, authors, evaluated):
-    with pytest.raises(ValueError, match=rf"\({evaluated}\).*\({authors}\)"):
-        tofu_subset(tofu, tmp_path, authors, evaluated)
+def test_tofu_subset_of_all_authors_is_tofu(tofu, tmp_path):
+    sizes = tofu_subset(tofu, tmp_path, "forget10", 180, 20, num_general=None)
+    for name, tofu_name in [("full", "full"), ("retain90", "retain90")]:
+        assert read_jsonl(tmp_path / f"{name}.jsonl") == read_jsonl(
+            tofu / f"{tofu_name}.jsonl"
+        )
+    assert sizes["forget10"] == 400 and sizes["retain_perturbed"] == 400
+    assert sizes["finetune"] == 4000 + 100 + 117
+
+
+@pytest.mark.parametrize(
+    "forget, authors, evaluated, match",
+    [
+        ("forget01", 21, 21, r"authors \(21\) <= 198 and num_eval_retain <= 20"),
+        ("forget10", 181, 4, r"\(181\) <= 180"),
+        ("forget01", 3, 4, r"\(4\) <= num_retain_authors \(3\)"),
+        ("forget01", 6, 0, r"\(0\)"),
+        (
+            "forget20",
+            6,
+            2,
+            r"one of \['forget01', 'forget05', 'forget10'\], got 'forget20'",
+        ),
+    ],
+)
+def test_tofu_subset_refuses_what_tofu_cannot_score(
+    tofu, tmp_path, forget, authors, evaluated, match
+):
+    with pytest.raises(ValueError, match=match):
+        tofu_subset(tofu, tmp_path, forget, authors, evaluated)
 
 
 def test_runs_do_not_share_a_dataset_cache(tmp_path):

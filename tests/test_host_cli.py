@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import Reference
 from asu_plugin.demo_data import read_jsonl
-from asu_plugin.host import cpu_train_overrides, link_tofu, run_host
+from asu_plugin.host import link_tofu, run_host, train_overrides
 from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
 
 pytestmark = pytest.mark.host
@@ -93,7 +93,7 @@ def unlearn(host, run_dir, tiny, trainer, task, extra):
         f"task_name={task}",
         *model_overrides(tiny),
         *SPLITS,
-        *cpu_train_overrides(),
+        *train_overrides(),
         "trainer.args.per_device_train_batch_size=4",
         "trainer.args.gradient_accumulation_steps=1",
         "trainer.args.do_eval=false",

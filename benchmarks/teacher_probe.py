@@ -1,0 +1,175 @@
+"""Why the forget-teacher of a tiny model keeps its memorised answers, and what makes it forget.
+
+    OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/teacher_probe.py RUN [RUN ...] \\
+        [--depths 2 8] [--out FILE]
+
+Each RUN is a ``mini_tofu.py`` work folder (``target/`` and ``data/``); ``--depths`` adds
+targets of other depths finetuned on the generated authors (through the host, into
+``.teacher_probe/depth<k>``) as runs. For every target the
+forget and retain answer probability (the host's ``Q_A_Prob``: exp of the mean answer-token
+log-likelihood, in-process) is measured with attention temperature τ on all layers, on each
+layer alone and on each half; the answer tokens' probability by position at large τ; and how
+much of each forget answer a bag-of-words reader could recover: the share of answer words
+that the current word and the *set* of words before it determine in the training text. With
+uniform attention (τ → ∞) every layer sees the mean of the earlier positions, so the model is
+exactly such a reader: what it still answers there is what smoothing cannot take away.
+"""
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from asu_plugin import AttentionSmoothing
+from asu_plugin.demo import Demo
+from asu_plugin.demo_data import generate, read_jsonl
+from asu_plugin.host import host_dir
+from asu_plugin.tiny import PROMPT
+
+TAUS = (1, 2, 4, 10, 32, 100, 1e4)
+POSITIONS = ((1, 1), (2, 3), (4, 8), (9, 10_000))  # answer-token positions, 1-based
+
+
+def encode(tokenizer, row):
+    prompt = tokenizer(PROMPT.format(row["question"])).input_ids
+    full = tokenizer(PROMPT.format(row["question"]) + row["answer"]).input_ids
+    return full + [tokenizer.eos_token_id], len(prompt)
+
+
+@torch.no_grad()
+def answer_token_probs(model, tokenizer, rows):
+    """Per row, the probability of each answer token (eos included) given what precedes it."""
+    probs = []
+    for row in rows:
+        ids, start = encode(tokenizer, row)
+        logits = model(torch.tensor([ids])).logits[0, start - 1 : -1]
+        target = torch.tensor(ids[start:])
+        probs.append(logits.log_softmax(-1)[range(len(target)), target].exp())
+    return probs
+
+
+def qa_prob(token_probs):
+    """The host's Q_A_Prob: mean over rows of exp(mean answer-token log-prob)."""
+    return torch.stack([p.log().mean().exp() for p in token_probs]).mean().item()
+
+
+def by_position(token_probs):
+    return [
+        torch.cat([p[lo - 1 : hi] for p in token_probs]).mean().item()
+        for lo, hi in POSITIONS
+    ]
+
+
+def layer_sets(num_layers):
+    half = num_layers // 2
+    sets = {"all": None, "lower half": list(range(half))}
+    sets["upper half"] = list(range(half, num_layers))
+    sets.update({f"layer {i}": [i] for i in range(num_layers)})
+    return sets
+
+
+def bag_determined(tokenizer, train_rows, rows):
+    """Share of answer tokens that (current token, set of earlier tokens) fixes in training.
+
+    Each context of a forget answer is looked up among the training contexts with the same
+    current token and the same set of earlier tokens; the token is determined if every such
+    training context continues with it. Bigram: the current token alone.
+    """
+    bag, bigram = defaultdict(set), defaultdict(set)
+    for row in train_rows:
+        ids, _ = encode(tokenizer, row)
+        for t in range(len(ids) - 1):
+            bag[ids[t], frozenset(ids[:t])].add(ids[t + 1])
+            bigram[ids[t]].add(ids[t + 1])
+    counts = [0, 0, 0]
+    for row in rows:
+        ids, start = encode(tokenizer, row)
+        for t in range(start - 1, len(ids) - 1):
+            counts[0] += 1
+            counts[1] += bag[ids[t], frozenset(ids[:t])] == {ids[t + 1]}
+            counts[2] += bigram[ids[t]] == {ids[t + 1]}
+    return counts[1] / counts[0], counts[2] / counts[0]
+
+
+def probe(run):
+    tokenizer = AutoTokenizer.from_pretrained(run / "target")
+    model = AutoModelForCausalLM.from_pretrained(run / "target").eval()
+    forget = read_jsonl(run / "data" / "forget10.jsonl")
+    retain = read_jsonl(run / "data" / "retain_perturbed.jsonl")
+    grid = {}
+    for name, layers in layer_sets(model.config.num_hidden_layers).items():
+        for tau in TAUS:
+            with AttentionSmoothing(model, tau, layers):
+                forget_probs = answer_token_probs(model, tokenizer, forget)
+                grid[name, tau] = (
+                    qa_prob(forget_probs),
+                    qa_prob(answer_token_probs(model, tokenizer, retain)),
+                    by_position(forget_probs),
+                )
+    train = read_jsonl(run / "data" / "finetune.jsonl")
+    return model.config, grid, bag_determined(tokenizer, train, forget)
+
+
+def depth_run(work, num_layers):
+    """A generated-authors target with ``num_layers`` layers, finetuned like the others."""
+    run = (work / f"depth{num_layers}").resolve()
+    if not (run / "target" / "config.json").is_file():
+        run.mkdir(parents=True, exist_ok=True)
+        Demo(host_dir(), run, None, None).prepare(generate, num_layers=num_layers)
+    return run
+
+
+def report(runs, command):
+    lines = ["# Forget-teacher probe: forget answer prob (retain answer prob) by τ\n"]
+    lines.append(f"Command: `{command}`\n")
+    for run, (config, grid, (bag, bigram)) in runs.items():
+        lines += [
+            f"## {run}: {config.num_hidden_layers} layers, hidden {config.hidden_size}\n",
+            f"Forget answer tokens determined in the training text by the current token and "
+            f"the set of earlier tokens: **{bag:.2f}**; by the current token alone: "
+            f"{bigram:.2f}.\n",
+            "| smoothed | " + " | ".join(f"τ {t:g}" for t in TAUS) + " |",
+            "|---" * (len(TAUS) + 1) + "|",
+        ]
+        names = dict.fromkeys(name for name, _ in grid)
+        for name in names:
+            cells = (f"{grid[name, t][0]:.3f} ({grid[name, t][1]:.3f})" for t in TAUS)
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += [
+            "\nForget answer-token probability by position in the answer, all layers:\n",
+            "| τ | " + " | ".join(f"tokens {lo}–{hi}" for lo, hi in POSITIONS) + " |",
+            "|---" * (len(POSITIONS) + 1) + "|",
+        ]
+        for tau in TAUS:
+            cells = (f"{p:.3f}" for p in grid["all", tau][2])
+            lines.append(f"| {tau:g} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines).replace("–10000", "+")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, nargs="*")
+    parser.add_argument("--depths", type=int, nargs="*", default=[])
+    parser.add_argument("--work", type=Path, default=Path(".teacher_probe"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "mini_tofu" / "results" / "teacher_probe.md",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    runs = args.runs + [depth_run(args.work, k) for k in args.depths]
+    command = " ".join(
+        ["python benchmarks/teacher_probe.py", *map(str, args.runs)]
+        + (["--depths", *map(str, args.depths)] if args.depths else [])
+    )
+    text = report({str(run): probe(run) for run in runs}, command)
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

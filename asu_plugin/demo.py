@@ -117,18 +117,17 @@ class Demo:
         )
         return out
 
-    def prepare(self, write_data=generate, hidden_size=128, num_layers=4):
-        """The author set (``write_data(folder)``, as locuslab/TOFU in ``out``) and the target."""
+    def prepare(self, write_data=generate, **model_config):
+        """The author set (``write_data(folder)``, as locuslab/TOFU in ``out``) and the target.
+
+        ``model_config``: ``build_tiny_llama`` arguments (default 4 layers, 128 wide).
+        """
         self.stage("writing the fictitious-author set and a tiny Llama")
         sizes = write_data(self.out / "data")
         link_tofu(self.out, self.out / "data")
         rows = read_jsonl(self.out / "data" / "finetune.jsonl")
-        build_tiny_llama(
-            self.out / "tiny",
-            qa_texts(rows),
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-        )
+        model_config = {"hidden_size": 128, "num_layers": 4, **model_config}
+        build_tiny_llama(self.out / "tiny", qa_texts(rows), **model_config)
         print(
             f"        {sizes['full']} author QA, forget {sizes['forget10']}", flush=True
         )

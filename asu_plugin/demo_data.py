@@ -101,11 +101,8 @@ GENERAL = {
 
 
 TOFU_AUTHORS, TOFU_QA_PER_AUTHOR = 200, 20
-FORGET_AUTHORS = {
-    "forget01": 2,
-    "forget05": 10,
-    "forget10": 20,
-}  # the last ones of full
+TOFU_FORGET_AUTHORS = {"forget01": 2, "forget05": 10, "forget10": 20}  # full's last
+TOFU_RETAIN_PERTURBED_AUTHORS = 20  # full's first
 
 
 def _author_rows(rng, name):
@@ -193,21 +190,21 @@ def tofu_subset(
     ``num_eval_retain`` of them; the first ``num_general`` real-author / world-fact QA
     (``None``: all) are evaluated and mixed into the training sets.
     """
-    num_forget = FORGET_AUTHORS.get(forget)
-    if num_forget is None:
+    if forget not in TOFU_FORGET_AUTHORS:
         raise ValueError(
-            f"forget must be one of {list(FORGET_AUTHORS)}, got {forget!r}"
+            f"forget must be one of {list(TOFU_FORGET_AUTHORS)}, got {forget!r}"
         )
-    most = TOFU_AUTHORS - num_forget
-    if (
-        not 1 <= num_eval_retain <= min(num_retain_authors, 20)
-        or num_retain_authors > most
+    most = TOFU_AUTHORS - TOFU_FORGET_AUTHORS[forget]
+    scored = TOFU_RETAIN_PERTURBED_AUTHORS
+    if not 1 <= num_eval_retain <= min(num_retain_authors, scored) or (
+        num_retain_authors > most
     ):
         raise ValueError(
             f"need 1 <= num_eval_retain ({num_eval_retain}) <= num_retain_authors "
-            f"({num_retain_authors}) <= {most} and num_eval_retain <= 20: "
-            "TOFU's retain_perturbed covers 20 authors"
+            f"({num_retain_authors}) <= {most} and num_eval_retain <= {scored}: "
+            f"TOFU's retain_perturbed covers {scored} authors"
         )
+    holdout = forget.replace("forget", "holdout")
     tofu = {
         name: read_jsonl(Path(tofu_dir) / f"{name}.jsonl")
         for name in (
@@ -215,7 +212,7 @@ def tofu_subset(
             forget,
             f"{forget}_perturbed",
             "retain_perturbed",
-            forget.replace("forget", "holdout"),
+            holdout,
             "real_authors_perturbed",
             "world_facts_perturbed",
         )
@@ -230,7 +227,7 @@ def tofu_subset(
         "retain_perturbed": tofu["retain_perturbed"][
             : num_eval_retain * TOFU_QA_PER_AUTHOR
         ],
-        "holdout10": tofu[forget.replace("forget", "holdout")],
+        "holdout10": tofu[holdout],
         "real_authors_perturbed": general["real_authors"],
         "world_facts_perturbed": general["world_facts"],
     }

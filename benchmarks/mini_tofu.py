@@ -300,9 +300,43 @@ def plot(out, agg, teachers, methods):
     fig.savefig(out / "results.png", dpi=120)
 
 
+def preset(args, out):
+    """The run's Demo, data writer, model config and description."""
+    if args.device == "cuda":  # the issue's recipe: memorises TOFU in ~150 s on an H100
+        write_data = functools.partial(
+            tofu_subset,
+            args.tofu_dir.resolve(),
+            forget="forget10",
+            num_retain_authors=180,
+            num_eval_retain=20,
+            num_general=None,
+        )
+        return (
+            Demo(host_dir(), out, None, None, "cuda", finetune_recipe=(20, 1e-3, 32)),
+            write_data,
+            {"hidden_size": 320, "num_layers": 8, "vocab_size": 16384},  # 16M
+            "One GPU, bf16. 16M 8-layer Llama on all 200 TOFU authors, forget10 "
+            "(20 authors).",
+        )
+    demo = Demo(host_dir(), out, None, None)  # the demo's 4-layer Llama
+    if args.data == "generated":
+        setup = "CPU. Tiny 4-layer Llama on the demo's 20 generated authors, forget 2."
+        return demo, generate, {}, setup
+    write_data = functools.partial(
+        tofu_subset, args.tofu_dir.resolve(), num_retain_authors=args.retain_authors
+    )
+    setup = (
+        "CPU. Tiny 4-layer Llama on real TOFU: forget01's 2 authors and the first "
+        f"{args.retain_authors} authors of full (retain metrics on 4 of them)."
+    )
+    return demo, write_data, {}, setup
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", choices=("generated", "tofu"), default="generated")
+    parser.add_argument(
+        "--data", choices=("generated", "tofu"), help="default generated"
+    )
     parser.add_argument("--tofu-dir", type=Path, default=Path("../shared/data/tofu"))
     parser.add_argument("--retain-authors", type=int, default=18)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -315,47 +349,15 @@ def main():
         "--results", type=Path, help="default benchmarks/mini_tofu/results/DATA"
     )
     args = parser.parse_args()
-    if args.device == "cuda":
-        args.data = "tofu"
-    label = args.data if args.device == "cpu" else "tofu_all_cuda"
-    out = (args.out or Path(".mini_tofu") / label).resolve()
-    results = args.results or Path(__file__).parent / "mini_tofu" / "results" / label
+    if args.device == "cuda" and args.data == "generated":
+        parser.error("--device cuda runs on all 200 TOFU authors: --data tofu or none")
+    args.data = args.data or ("tofu" if args.device == "cuda" else "generated")
+    kind = args.data if args.device == "cpu" else "tofu_all_cuda"
+    out = (args.out or Path(".mini_tofu") / kind).resolve()
+    results = args.results or Path(__file__).parent / "mini_tofu" / "results" / kind
     out.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
-    if (
-        args.device == "cuda"
-    ):  # the issue's recipe: memorises all of TOFU in ~150 s on an H100
-        demo = Demo(host_dir(), out, None, None, "cuda", finetune_recipe=(20, 1e-3, 32))
-        write_data = functools.partial(
-            tofu_subset,
-            args.tofu_dir.resolve(),
-            forget="forget10",
-            num_retain_authors=180,
-            num_eval_retain=20,
-            num_general=None,
-        )
-        model, setup = (
-            dict(hidden_size=320, num_layers=8),
-            "One GPU, bf16. 16M 8-layer Llama on all 200 TOFU authors, forget10 (20 authors).",
-        )
-    else:
-        demo = Demo(host_dir(), out, None, None)
-        model = dict(hidden_size=128, num_layers=4)
-        if args.data == "tofu":
-            write_data = functools.partial(
-                tofu_subset,
-                args.tofu_dir.resolve(),
-                num_retain_authors=args.retain_authors,
-            )
-            setup = (
-                f"CPU. Tiny 4-layer Llama on real TOFU: forget01's 2 authors and the first "
-                f"{args.retain_authors} authors of full (retain metrics on 4 of them)."
-            )
-        else:
-            write_data = generate
-            setup = (
-                "CPU. Tiny 4-layer Llama on the demo's 20 generated authors, forget 2."
-            )
+    demo, write_data, model, setup = preset(args, out)
     target = out / "target"
     if not (target / "config.json").is_file():
         target = demo.prepare(write_data, **model)

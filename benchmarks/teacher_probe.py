@@ -1,18 +1,17 @@
-"""Why the forget-teacher of a tiny model keeps its memorised answers, and what makes it forget.
+"""Where the forget-teacher's forgetting comes from: τ, which layers, depth, answer position.
 
-    OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/teacher_probe.py RUN [RUN ...] \\
-        [--depths 2 8] [--out FILE]
+    OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/teacher_probe.py \\
+        .mini_tofu/generated .mini_tofu/tofu --depths 2 8
 
-Each RUN is a ``mini_tofu.py`` work folder (``target/`` and ``data/``); ``--depths`` adds
-targets of other depths finetuned on the generated authors (through the host, into
-``.teacher_probe/depth<k>``) as runs. For every target the
-forget and retain answer probability (the host's ``Q_A_Prob``: exp of the mean answer-token
-log-likelihood, in-process) is measured with attention temperature τ on all layers, on each
-layer alone and on each half; the answer tokens' probability by position at large τ; and how
-much of each forget answer a bag-of-words reader could recover: the share of answer words
-that the current word and the *set* of words before it determine in the training text. With
-uniform attention (τ → ∞) every layer sees the mean of the earlier positions, so the model is
-exactly such a reader: what it still answers there is what smoothing cannot take away.
+Each positional argument is a ``mini_tofu.py`` work folder (``target/``, ``data/``);
+``--depths`` adds targets of other depths finetuned on the generated authors (through the
+host, into ``.teacher_probe/depth<k>``). For each target: forget and retain answer probability
+(the host's ``Q_A_Prob``, computed in-process) with attention temperature τ on all layers, on
+each half and on each layer alone; forget answer-token probability by position in the answer;
+and the share of forget answer tokens that the current token and the *set* of earlier tokens
+determine in the training text. Under uniform attention (τ → ∞) every layer reads the mean of
+the earlier positions, so the model becomes such a bag-of-words reader: that share is what it
+could still answer had it learned to read its context that way.
 """
 
 import argparse

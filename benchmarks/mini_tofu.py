@@ -21,6 +21,7 @@ import functools
 import json
 import re
 import statistics
+import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
@@ -358,6 +359,12 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
     demo, write_data, model, setup = preset(args, out)
+    commit = subprocess.run(
+        ["git", "-C", str(host_dir()), "log", "-1", "--format=%h %s"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    setup = f"Host: open-unlearning {commit or '(not a git checkout)'}. {setup}"
     target = out / "target"
     if not (target / "config.json").is_file():
         target = demo.prepare(write_data, **model)
@@ -384,6 +391,8 @@ def main():
     runs = run_sweeps(demo, target, retain_logs, args.methods, args.seeds)
     command = "OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/mini_tofu.py"
     command += f" --data {args.data} --seeds {' '.join(map(str, args.seeds))}"
+    if set(args.methods) != set(SWEEPS):
+        command += f" --methods {' '.join(args.methods)}"
     if args.device == "cuda":
         command += " --device cuda"
     references = {  # the retain model never saw the forget authors: the goal

@@ -73,7 +73,10 @@ SWEEPS = {
         + [asu(10, alpha=0.3), asu(10, alpha=3), asu(10, layers="[0]")]
         + [asu(10, epochs=30), asu(32, epochs=30)],
     ),
-    "ASU_GD": (ASU, [asu(t) for t in (4, 6, 10, 32)] + [asu(10, alpha=3)]),
+    "ASU_GD": (
+        ASU,
+        [asu(t) for t in (4, 6, 10, 32)] + [asu(10, alpha=3), asu(32, epochs=30)],
+    ),
     "GradDiff": (
         BASE,
         lrs("1e-4", "3e-4", "1e-3") + [knob("3e-4", alpha=3), knob("1e-4", epochs=30)],
@@ -81,18 +84,22 @@ SWEEPS = {
     "NPO": (
         BASE,
         lrs("1e-4", "3e-4", "1e-3")
-        + [knob("3e-4", beta=0.5), knob("3e-4", alpha=3), knob("1e-4", epochs=30)],
+        + [knob("3e-4", beta=0.5), knob("3e-4", alpha=3), knob("1e-4", epochs=30)]
+        + [knob("3e-4", epochs=30, beta=0.5)],
     ),
     "SimNPO": (
         BASE,
-        lrs("3e-4", "1e-3", "3e-3") + [knob(beta=2), knob(beta=10), knob(epochs=30)],
+        lrs("3e-4", "1e-3", "3e-3")
+        + [knob(beta=2), knob(beta=10), knob(epochs=30), knob(epochs=30, beta=2)],
     ),
     "UNDIAL": (
         BASE,
-        lrs("3e-4", "1e-3") + [knob(beta=3), knob(beta=30), knob(alpha=1)],
+        lrs("3e-4", "1e-3")
+        + [knob(beta=3), knob(beta=30), knob(alpha=1), knob(epochs=30, alpha=1)],
     ),
 }
 FORGET, UTILITY = "forget_Q_A_Prob", "retain_Q_A_Prob"
+THRESHOLDS = (0.95, 0.9, 0.85, 0.8, 0.6)  # of UTILITY, for the matched-utility table
 COLUMNS = (
     "forget_Q_A_Prob",
     "forget_Q_A_ROUGE",
@@ -100,6 +107,7 @@ COLUMNS = (
     "forget_quality",
     "retain_Q_A_Prob",
     "retain_Q_A_ROUGE",
+    "model_utility",
     "forget_repetition",
 )
 
@@ -249,11 +257,11 @@ def write_results(out, agg, teachers, references, seeds, command, setup):
             )
         )
     lines += ["\n## Matched utility: lowest forget prob with retain prob ≥ threshold\n"]
-    lines += ["| method | " + " | ".join(f"≥ {t}" for t in (0.9, 0.8, 0.6)) + " |"]
-    lines += ["|---" * 4 + "|"]
+    lines += ["| method | " + " | ".join(f"≥ {t}" for t in THRESHOLDS) + " |"]
+    lines += ["|---" * (len(THRESHOLDS) + 1) + "|"]
     for method in methods:
         cells = []
-        for threshold in (0.9, 0.8, 0.6):
+        for threshold in THRESHOLDS:
             ok = [
                 (p[FORGET][0], k)
                 for (m, k), p in agg.items()
@@ -262,10 +270,10 @@ def write_results(out, agg, teachers, references, seeds, command, setup):
             cells.append(f"{min(ok)[0]:.3f} ({min(ok)[1]})" if ok else "–")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    plot(out, agg, teachers, methods)
+    plot(out, agg, teachers, methods, references["retain model"])
 
 
-def plot(out, agg, teachers, methods):
+def plot(out, agg, teachers, methods, goal):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -290,6 +298,9 @@ def plot(out, agg, teachers, methods):
         [m[FORGET] for m in teachers.values()],
         "k^",
         label="forget-teacher (τ)",
+    )
+    ax.plot(
+        goal[UTILITY], goal[FORGET], "k*", markersize=12, label="retain model (goal)"
     )
     ax.set(
         xlabel="retain answer prob (utility, ↑)",

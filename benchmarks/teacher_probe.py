@@ -113,10 +113,11 @@ def probe(run):
 
 def depth_run(work, num_layers):
     """A generated-authors target with ``num_layers`` layers, finetuned like the others."""
-    run = (work / f"depth{num_layers}").resolve()
+    run = work / f"depth{num_layers}"
     if not (run / "target" / "config.json").is_file():
         run.mkdir(parents=True, exist_ok=True)
-        Demo(host_dir(), run, None, None).prepare(generate, num_layers=num_layers)
+        demo = Demo(host_dir(), run.resolve(), None, None)
+        demo.prepare(generate, num_layers=num_layers)
     return run
 
 
@@ -162,7 +163,8 @@ def main():
     torch.set_num_threads(1)
     runs = args.runs + [depth_run(args.work, k) for k in args.depths]
     command = " ".join(
-        ["python benchmarks/teacher_probe.py", *map(str, args.runs)]
+        ["OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/teacher_probe.py"]
+        + list(map(str, args.runs))
         + (["--depths", *map(str, args.depths)] if args.depths else [])
     )
     text = report({str(run): probe(run) for run in runs}, command)

@@ -11,9 +11,10 @@ without the forget authors (forget quality), then each method's sweep through th
 ``--retain-authors`` of ``full``. ``--device cuda``: all 200 TOFU authors (forget10), a 16M
 Llama, bf16. The forget-teacher is evaluated at every τ / layer set of the ASU sweep
 (``AttentionSmoothedForCausalLM``): it is the ceiling of what ASU's student can forget. Utility
-is read on the retain authors (answer prob, ROUGE): the host's ``model_utility`` also averages
-real-author / world-fact knowledge that a tiny model lacks. Writes ``results.md`` (mean ± std
-over seeds, Pareto fronts, matched-utility points) and ``results.png`` (forget vs utility).
+is read on the retain authors (answer prob, ROUGE) and as the host's ``model_utility``, which
+also averages the real-author / world-fact QA mixed into training (barely learnt on the
+generated set). Writes ``results.md`` (mean ± std over seeds, Pareto fronts, matched-utility
+points) and ``results.png`` (forget vs utility).
 """
 
 import argparse

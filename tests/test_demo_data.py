@@ -8,7 +8,7 @@ from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin.demo_data import FIRST, LAST, generate, read_jsonl, tofu_subset
-from asu_plugin.host import link_tofu, run_host
+from asu_plugin.host import link_tofu, run_host, train_overrides
 from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
 
 
@@ -137,6 +137,20 @@ def test_runs_do_not_share_a_dataset_cache(tmp_path):
         link_tofu(run, run / "data")
         result = run_host(host, "train.py", [], run, capture_output=True, check=True)
         assert result.stdout.split()[-1] == str(7 * forget_authors)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_host_runs_see_the_gpu_only_on_cuda(tmp_path, monkeypatch, device):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text(
+        "import os\nprint(repr(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')))\n"
+    )
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    result = run_host(tmp_path, "train.py", [], tmp_path, device, capture_output=True)
+    assert result.stdout.strip() == ("''" if device == "cpu" else "'unset'")
+    overrides = train_overrides(device)
+    assert ("trainer.args.bf16=false" in overrides) == (device == "cpu")
+    assert "trainer.args.optim=adamw_torch" in overrides
 
 
 def test_tiny_llama_tokenizer_keeps_prompts_a_prefix(data, tmp_path):

@@ -325,7 +325,14 @@ def preset(args, out):
             num_general=None,
         )
         return (
-            Demo(host_dir(), out, None, None, "cuda", finetune_recipe=(20, 1e-3, 32)),
+            Demo(
+                host_dir(),
+                out,
+                None,
+                None,
+                device="cuda",
+                finetune_recipe=(20, 1e-3, 32),
+            ),
             write_data,
             {"hidden_size": 320, "num_layers": 8, "vocab_size": 16384},  # 16M
             "One GPU, bf16. 16M 8-layer Llama on all 200 TOFU authors, forget10 "

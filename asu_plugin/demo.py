@@ -9,6 +9,7 @@ evaluator (``src/eval.py``) scores the model before and after, and the forget-te
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -109,7 +110,14 @@ class Demo:
         return self.train("asu_kl", target, overrides, self.epochs, 1e-3, 4)
 
     def evaluate(self, name, path, retain_logs=None, extra=()):
+        """src/eval.py into ``evals/<name>``, which appears only once it is complete.
+
+        The host writes its results after every metric and reuses those already in its
+        output folder, so it writes into a fresh ``.partial`` folder, renamed at the end.
+        """
         out = self.out / "evals" / name
+        partial = out.with_name(f"{name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
         self.run(
             "eval.py",
             [
@@ -118,12 +126,16 @@ class Demo:
                 *model_args(path),
                 f"model.model_args.device_map={self.device}",
                 f"retain_logs_path={retain_logs or 'null'}",
-                f"paths.output_dir={out}",
-                "eval.tofu.overwrite=true",  # a rerun with other settings re-scores all
+                f"paths.output_dir={partial}",
                 *extra,
             ],
         )
+        shutil.rmtree(out, ignore_errors=True)
+        partial.rename(out)
         return out
+
+    def evaluated(self, name):
+        return (self.out / "evals" / name / "TOFU_EVAL.json").is_file()
 
     def prepare(self, write_data=generate, **model_config):
         """The author set (``write_data(folder)``, as locuslab/TOFU in ``out``) and the target.

@@ -151,7 +151,7 @@ def run_sweeps(demo, target, retain_logs, methods, seeds):
         for label, name, lr, epochs, method_args in points:
             for seed in seeds:
                 run = f"{method}_{name}_s{seed}"
-                if not (demo.out / "evals" / run / "TOFU_EVAL.json").is_file():
+                if not demo.evaluated(run):
                     demo.stage(f"{method} {label} seed {seed}")
                     model = demo.train(
                         run,
@@ -392,13 +392,13 @@ def main():
         demo.stage("finetuning the retain model (forget authors held out)")
         retain = demo.finetune("retain", "retain_finetune")
     retain_logs = out / "evals" / "retain" / "TOFU_EVAL.json"
-    if not retain_logs.is_file():
+    if not demo.evaluated("retain"):
         demo.evaluate("retain", retain)
-    if not (out / "evals" / "target" / "TOFU_EVAL.json").is_file():
+    if not demo.evaluated("target"):
         demo.evaluate("target", target, retain_logs)
     teacher_scores = {}
     for label, (name, overrides) in teachers(args.methods).items():
-        if not (out / "evals" / name / "TOFU_EVAL.json").is_file():
+        if not demo.evaluated(name):
             demo.stage(f"evaluating the forget-teacher at {label}")
             demo.evaluate(
                 name,

@@ -35,4 +35,4 @@ $(VENV)/.host: $(VENV)/.ready
 host: $(VENV)/.host
 
 demo: $(VENV)/.host
-	$(PY) -m asu_plugin.demo
+	$(PY) -m asu_plugin.workflows.demo

@@ -5,7 +5,7 @@
 The demo's generated author set and tiny Llama (target finetuned on all 20 authors); request k
 forgets 2 new authors (``request<k>``), each step is scored on everything forgotten so far
 (``forgotten<k>``), retain set: the 10 authors no request names. One ``python -m
-asu_plugin.continual`` run per method; writes ``results.md`` and ``results.png`` comparing them.
+asu_plugin.workflows.continual`` run per method; writes ``results.md`` and ``results.png`` comparing them.
 """
 
 import argparse
@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 import transformers
 
-from asu_plugin.continual import PLOTTED, scores
-from asu_plugin.demo import Demo
-from asu_plugin.host import host_dir, train_overrides
+from asu_plugin.workflows.continual import PLOTTED, scores
+from asu_plugin.workflows.demo import Demo
+from asu_plugin.workflows.host import host_dir, train_overrides
 
 REQUESTS = 5
 METHODS = {  # trainer and method overrides; the same lr / epochs for all
@@ -54,7 +54,7 @@ def run_method(out, target, tiny, name):
     command = [
         sys.executable,
         "-m",
-        "asu_plugin.continual",
+        "asu_plugin.workflows.continual",
         f"task_name={name}",
         f"model_path={target}",
         "model=phi-1_5",

@@ -30,9 +30,9 @@ import torch
 import transformers
 
 from asu_plugin import continual
-from asu_plugin.demo import Demo
-from asu_plugin.demo_data import generate, tofu_subset
-from asu_plugin.host import host_dir
+from asu_plugin.workflows.demo import Demo
+from asu_plugin.workflows.demo_data import generate, tofu_subset
+from asu_plugin.workflows.host import host_dir
 
 EPOCHS, BATCH = 10, 4
 ASU = "unlearn/tofu/asu"

@@ -27,7 +27,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import asu_plugin
 from asu_plugin import AttentionSmoothing
-from asu_plugin.host import host_dir
+from asu_plugin.workflows.host import host_dir
 
 LORA = {"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules": "all-linear"}
 METHODS = {

@@ -22,10 +22,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import AttentionSmoothing
-from asu_plugin.demo import Demo
-from asu_plugin.demo_data import generate, read_jsonl
-from asu_plugin.host import host_dir
-from asu_plugin.tiny import PROMPT
+from asu_plugin.workflows.demo import Demo
+from asu_plugin.workflows.demo_data import generate, read_jsonl
+from asu_plugin.workflows.host import host_dir
+from asu_plugin.workflows.tiny import PROMPT
 
 TAUS = (1, 2, 4, 10, 32, 100, 1e4)
 POSITIONS = ((1, 1), (2, 3), (4, 8), (9, 10_000))  # answer-token positions, 1-based

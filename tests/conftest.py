@@ -8,7 +8,7 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-from asu_plugin.host import host_dir, is_host
+from asu_plugin.workflows.host import host_dir, is_host
 
 TINY = dict(
     vocab_size=96,

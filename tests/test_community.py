@@ -40,5 +40,7 @@ def test_every_run_script_command_composes_in_the_host(host, tmp_path):
     assert handlers == ["ASU_GD"] * 3 + ["ASU_KL"] * 3 + ["ASU_KL"] * 3
     temperatures = re.findall(r"^    temperature: (\S+)$", result.stdout, re.MULTILINE)
     assert temperatures == ["2.3"] * 6 + ["2.0", "2.35", "2.0"]
-    continual = result.stdout[result.stdout.index("+ python -m asu_plugin.continual") :]
+    continual = result.stdout[
+        result.stdout.index("+ python -m asu_plugin.workflows.continual") :
+    ]
     assert "method: ASU_KL" in continual and "forget_split: forget10" in continual

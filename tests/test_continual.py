@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import asu_plugin
-from asu_plugin.continual import run_steps, scores
+from asu_plugin.workflows.continual import run_steps, scores
 
 CONFIGS = str(Path(asu_plugin.__file__).parent / "configs" / "continual")
 
@@ -142,9 +142,9 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     import subprocess
     import sys
 
-    from asu_plugin.demo_data import generate, read_jsonl
-    from asu_plugin.host import link_tofu, train_overrides
-    from asu_plugin.tiny import build_tiny_llama, qa_texts
+    from asu_plugin.workflows.demo_data import generate, read_jsonl
+    from asu_plugin.workflows.host import link_tofu, train_overrides
+    from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
 
     generate(tmp_path / "data")
     link_tofu(tmp_path, tmp_path / "data")
@@ -163,7 +163,7 @@ def test_two_requests_through_the_real_host(host, tmp_path):
         for k in (1, 2)
     ]  # fmt: skip
     command = [
-        sys.executable, "-m", "asu_plugin.continual", "task_name=tiny",
+        sys.executable, "-m", "asu_plugin.workflows.continual", "task_name=tiny",
         f"model_path={tiny}", "model=phi-1_5", "method=ASU_GD",
         f"requests={hydra_list(requests)}",
         f"train_overrides=[{','.join(repr(o) for o in train)}]",

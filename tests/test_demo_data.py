@@ -7,9 +7,15 @@ import pytest
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin.demo_data import FIRST, LAST, generate, read_jsonl, tofu_subset
-from asu_plugin.host import link_tofu, run_host, train_overrides
-from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
+from asu_plugin.workflows.demo_data import (
+    FIRST,
+    LAST,
+    generate,
+    read_jsonl,
+    tofu_subset,
+)
+from asu_plugin.workflows.host import link_tofu, run_host, train_overrides
+from asu_plugin.workflows.tiny import PROMPT, build_tiny_llama, qa_texts
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import Reference
-from asu_plugin.demo_data import read_jsonl
-from asu_plugin.host import link_tofu, run_host, train_overrides
-from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
+from asu_plugin.workflows.demo_data import read_jsonl
+from asu_plugin.workflows.host import link_tofu, run_host, train_overrides
+from asu_plugin.workflows.tiny import PROMPT, build_tiny_llama, qa_texts
 
 pytestmark = pytest.mark.host
 TAU = 2.3

@@ -88,7 +88,7 @@ run python src/train.py --config-name=unlearn.yaml \
 
 ##################################### Continual TOFU #######################################
 # Requests applied one after another, each from the previous model (teacher re-taken).
-run python -m asu_plugin.continual \
+run python -m asu_plugin.workflows.continual \
     task_name=continual_tofu_${model}_ASU_KL \
     model=${model} \
     model_path=${model_path} \

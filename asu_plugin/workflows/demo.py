@@ -4,7 +4,7 @@ A tiny Llama memorises a generated fictitious-author set (host ``src/train.py``)
 the forget authors (host ``src/train.py``, ``experiment=unlearn/tofu/asu``), and the host's TOFU
 evaluator (``src/eval.py``) scores the model before and after, and the forget-teacher itself.
 
-``python -m asu_plugin.demo [--out DIR] [--temperature T] [--alpha A] [--epochs E]``
+``python -m asu_plugin.workflows.demo [--out DIR] [--temperature T] [--alpha A] [--epochs E]``
 """
 
 import argparse
@@ -18,9 +18,15 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils.logging import disable_progress_bar
 
-from asu_plugin.demo_data import generate, read_jsonl
-from asu_plugin.host import host_dir, is_host, link_tofu, run_host, train_overrides
-from asu_plugin.tiny import PROMPT, build_tiny_llama, qa_texts
+from asu_plugin.workflows.demo_data import generate, read_jsonl
+from asu_plugin.workflows.host import (
+    host_dir,
+    is_host,
+    link_tofu,
+    run_host,
+    train_overrides,
+)
+from asu_plugin.workflows.tiny import PROMPT, build_tiny_llama, qa_texts
 
 # TOFU_EVAL.json keys: the host's summary metrics and, as utility, the retain-set ones
 # (its model_utility also averages in real-author/world-fact knowledge a tiny model lacks)

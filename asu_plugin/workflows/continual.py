@@ -5,7 +5,7 @@ teacher is re-taken from that model), then scores it with ``src/eval.py``. A fin
 leaves ``step<k>/step.json``; a rerun skips finished steps and redoes an unfinished one.
 After every step ``results.md`` and ``results.png`` cover all steps so far.
 
-``python -m asu_plugin.continual model_path=... task_name=... [method=ASU_KL] ...``
+``python -m asu_plugin.workflows.continual model_path=... task_name=... [method=ASU_KL] ...``
 (config: ``configs/continual/default.yaml``).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import OmegaConf
 
-from asu_plugin.host import host_dir, is_host, run_host
+from asu_plugin.workflows.host import host_dir, is_host, run_host
 
 PLOTTED = (  # drawn when present; the table holds these and the evaluator's summary
     "forget_Q_A_Prob",
@@ -166,7 +166,9 @@ def write_results(out, title, steps):
     plt.close(fig)
 
 
-@hydra.main(version_base=None, config_path="configs/continual", config_name="default")
+@hydra.main(
+    version_base=None, config_path="../configs/continual", config_name="default"
+)
 def main(cfg):
     host = Path(cfg.host_dir).expanduser() if cfg.host_dir else host_dir()
     if not is_host(host):

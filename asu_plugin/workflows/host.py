@@ -1,4 +1,4 @@
-"""Run open-unlearning's ``src/train.py`` / ``src/eval.py`` offline on a CPU, in a subprocess."""
+"""Run open-unlearning's ``src/train.py`` / ``src/eval.py`` offline, in a subprocess."""
 
 import os
 import subprocess
@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import transformers
+
+CLONE = "git clone https://github.com/locuslab/open-unlearning ~/open-unlearning"
 
 
 def host_dir() -> Path:
@@ -17,6 +19,26 @@ def host_dir() -> Path:
 
 def is_host(path: Path) -> bool:
     return (Path(path) / "src" / "train.py").is_file()
+
+
+def require_host(path=None) -> Path:
+    """The host checkout at ``path`` (default ``host_dir()``), or a SystemExit saying how to get one."""
+    path = Path(path).expanduser() if path else host_dir()
+    if not is_host(path):
+        raise SystemExit(
+            f"No open-unlearning checkout at {path}: {CLONE} "
+            "(or set OPEN_UNLEARNING_DIR to your checkout)"
+        )
+    return path
+
+
+def host_commit(host: Path) -> str:
+    """``<short hash> <subject>`` of the host checkout, or "" if it is no git checkout."""
+    return subprocess.run(
+        ["git", "-C", str(host), "log", "-1", "--format=%h %s"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def train_overrides(device="cpu") -> list[str]:
@@ -33,6 +55,26 @@ def train_overrides(device="cpu") -> list[str]:
     return overrides
 
 
+# src/train.py saves the model and nothing else: no evaluation during or after training
+NO_EVAL = (
+    "trainer.args.do_eval=false",
+    "trainer.args.eval_on_start=false",
+    "trainer.args.eval_strategy=no",
+)
+
+
+def model_overrides(path, model="phi-1_5", tokenizer=None) -> list[str]:
+    """Load ``path`` (tokenizer from ``tokenizer`` or ``path``) with host model config ``model``.
+
+    The default, ``phi-1_5``, is the host's plain "Question: ... Answer: ..." template.
+    """
+    return [
+        f"model={model}",
+        f"model.model_args.pretrained_model_name_or_path={path}",
+        f"model.tokenizer_args.pretrained_model_name_or_path={tokenizer or path}",
+    ]
+
+
 def link_tofu(run_dir: Path, tofu_dir: Path) -> None:
     """Make ``locuslab/TOFU`` in ``run_dir`` (the host's data path) load ``tofu_dir``."""
     link = Path(run_dir) / "locuslab" / "TOFU"
@@ -41,11 +83,16 @@ def link_tofu(run_dir: Path, tofu_dir: Path) -> None:
         link.symlink_to(Path(tofu_dir).resolve(), target_is_directory=True)
 
 
+def hydra_list(items) -> str:
+    """A Hydra override value holding a list of strings."""
+    return "[" + ",".join(f"'{item}'" for item in items) + "]"
+
+
 def run_host(host: Path, script: str, overrides, cwd: Path, device="cpu", **kwargs):
     """Run ``src/<script>`` of the host with Hydra ``overrides``, offline, in ``cwd``."""
     env = {
         **os.environ,
-        "OMP_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",

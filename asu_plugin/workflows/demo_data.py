@@ -182,13 +182,15 @@ def tofu_subset(
     num_retain_authors=18,
     num_eval_retain=4,
     num_general=16,
+    mix_general=True,
 ):
     """Cut real TOFU down to ``forget`` and the first ``num_retain_authors`` of ``full``.
 
     Written under the demo's split names (``forget10``, ``retain90``, ...). TOFU's
     ``retain_perturbed`` covers ``full``'s first 20 authors, so the retain-set metrics read
     ``num_eval_retain`` of them; the first ``num_general`` real-author / world-fact QA
-    (``None``: all) are evaluated and mixed into the training sets.
+    (``None``: all) are evaluated, and mixed into the training sets if ``mix_general``
+    (a tiny model learns them there; a pretrained one knows them already).
     """
     if forget not in TOFU_FORGET_AUTHORS:
         raise ValueError(
@@ -231,7 +233,9 @@ def tofu_subset(
         "real_authors_perturbed": general["real_authors"],
         "world_facts_perturbed": general["world_facts"],
     }
-    general_qa = _qa(general["real_authors"] + general["world_facts"])
+    general_qa = (
+        _qa(general["real_authors"] + general["world_facts"]) if mix_general else []
+    )
     files["finetune"] = files["full"] + general_qa
     files["retain_finetune"] = retain + general_qa
     return write(out_dir, files)

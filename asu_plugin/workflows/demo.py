@@ -169,7 +169,9 @@ def checked(check, parse):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m asu_plugin.workflows.demo", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, default=Path(".demo"))
     # the paper's 2.3 is for 7B models; a 4-layer model needs more smoothing to forget
     # see benchmarks/results/mini_tofu: the teacher forgets from τ ≈ 10 at this depth, and

@@ -1,3 +1,5 @@
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -23,3 +25,18 @@ def sequence_kl(student_logits, teacher_logits, labels):
     )
     has_tokens = counts > 0
     return (per_sequence[has_tokens] / counts[has_tokens]).mean()
+
+
+def check_forget_weight(alpha) -> float:
+    """ASU's ``alpha`` (``loss = alpha * forget + retain``): a finite number >= 0."""
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, (int, float))
+        or not math.isfinite(alpha)
+        or alpha < 0
+    ):
+        raise ValueError(
+            "alpha, the forget term's weight, must be a finite number >= 0 "
+            f"(0 trains the retain term alone), got {alpha!r}"
+        )
+    return float(alpha)

@@ -3,6 +3,7 @@
 import torch
 from trainer.unlearn.grad_diff import GradDiff
 
+from asu_plugin.losses import check_forget_weight
 from asu_plugin.reference import Reference, add_adapter
 from asu_plugin.smoothing import AttentionSmoothing
 
@@ -24,7 +25,8 @@ class ASU_GD(GradDiff):
 
     Forget: KL(teacher_τ ‖ model) on forget label tokens, the teacher being the frozen
     starting model with attention temperature τ. Retain: NLL, or KL to the same frozen
-    model at τ = 1. ``loss = alpha * forget + retain``. With ``peft`` (a
+    model at τ = 1. ``loss = alpha * forget + retain`` (GradDiff's own ``alpha``, its retain
+    weight, stays 1). With ``peft`` (a
     ``peft.get_peft_config`` dict) only an adapter trains, and the frozen model is the
     student's base with the adapter disabled: no copy.
     """
@@ -50,10 +52,9 @@ class ASU_GD(GradDiff):
             AttentionSmoothing(kwargs["model"], temperature, layers)
             if peft is not None:
                 kwargs["model"] = add_adapter(kwargs["model"], peft)
+        self.forget_weight = check_forget_weight(alpha)
         self.uses_adapter = peft is not None
-        super().__init__(
-            *args, alpha=alpha, retain_loss_type=retain_loss_type, **kwargs
-        )
+        super().__init__(*args, retain_loss_type=retain_loss_type, **kwargs)
         if self.ref_model is None:
             self.ref_model = self._prepare_ref_model(self.model)
         self.reference = Reference(
@@ -80,7 +81,7 @@ class ASU_GD(GradDiff):
             model, forget_inputs, smoothed=True
         )
         retain_loss = self.compute_retain_loss(model, retain_inputs)
-        loss = self.alpha * forget_loss + retain_loss
+        loss = self.forget_weight * forget_loss + retain_loss
         self._loss_sums = (
             self._loss_sums + torch.stack([forget_loss, retain_loss]).detach()
         )

@@ -5,11 +5,11 @@
 The demo's generated author set and tiny Llama (target finetuned on all 20 authors); request k
 forgets 2 new authors (``request<k>``), each step is scored on everything forgotten so far
 (``forgotten<k>``), retain set: the 10 authors no request names. One ``python -m
-asu_plugin.workflows.continual`` run per method; writes ``results.md`` and ``results.png`` comparing them.
+asu_plugin.workflows.continual`` run per method (work folder ``--out``); writes ``results.md`` and
+``results.png`` comparing them to ``--results`` (default ``benchmarks/results/continual_mini``).
 """
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,60 +17,54 @@ from pathlib import Path
 import torch
 import transformers
 
-from asu_plugin.workflows.continual import PLOTTED, scores
-from asu_plugin.workflows.demo import Demo
-from asu_plugin.workflows.host import host_dir, train_overrides
+from asu_plugin.workflows.continual import PLOTTED, finished_steps
+from asu_plugin.workflows.host import NO_EVAL, hydra_list, train_overrides
+from asu_plugin.workflows.runs import Recipe, Runs
+from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.targets import prepare
 
 REQUESTS = 5
-METHODS = {  # trainer and method overrides; the same lr / epochs for all
+UNLEARN = Recipe(10, 1e-3, 4)  # the same for every method
+METHODS = {  # each method's own method_args; the host's defaults otherwise
     "ASU_GD": ["trainer.method_args.temperature=6", "trainer.method_args.alpha=1"],
     "ASU_KL": ["trainer.method_args.temperature=6", "trainer.method_args.alpha=1"],
     "GradDiff": [],
     "NPO": [],
 }
-TRAIN = [
-    "trainer.args.do_eval=false",
-    "trainer.args.eval_on_start=false",
-    "trainer.args.eval_strategy=no",
-    "trainer.args.num_train_epochs=10",
-    "trainer.args.learning_rate=1e-3",
-    "trainer.args.per_device_train_batch_size=4",
-    "trainer.args.gradient_accumulation_steps=1",
-    "trainer.args.logging_steps=50",
-]
 
 
-def hydra_list(items):
-    return "[" + ",".join(f"'{item}'" for item in items) + "]"
-
-
-def run_method(out, target, tiny, name):
-    requests = ",".join(
-        f"{{forget_split: request{k}, retain_split: retain_stream, "
-        f"eval_forget_split: forgotten{k}}}"
+def run_method(runs, target, name):
+    """``python -m asu_plugin.workflows.continual`` over the requests; its steps."""
+    requests = [
+        {
+            "forget_split": f"request{k}",
+            "retain_split": "retain_stream",
+            "eval_forget_split": f"forgotten{k}",
+        }
         for k in range(1, REQUESTS + 1)
-    )
-    tokenizer = f"model.tokenizer_args.pretrained_model_name_or_path={tiny}"
+    ]
+    tokenizer = f"model.tokenizer_args.pretrained_model_name_or_path={target}"
+    train = [tokenizer, *train_overrides(), *NO_EVAL, *UNLEARN.overrides()]
+    train += ["trainer.args.logging_steps=50", *METHODS[name]]
+    evals = [tokenizer, "model.model_args.device_map=cpu", "holdout_split=holdout10"]
+    out_dir = runs.out / "continual" / name
     command = [
         sys.executable,
         "-m",
         "asu_plugin.workflows.continual",
         f"task_name={name}",
         f"model_path={target}",
-        "model=phi-1_5",
+        "model_config=phi-1_5",
         f"method={name}",
-        f"requests=[{requests}]",
-        f"train_overrides={hydra_list([tokenizer, *train_overrides(), *TRAIN, *METHODS[name]])}",
-        f"eval_overrides={hydra_list([tokenizer, 'model.model_args.device_map=cpu', 'holdout_split=holdout10'])}",
-        f"work_dir={out}",
-        f"out_dir={out / 'continual' / name}",
+        f"requests={hydra_list(requests)}",
+        f"train_overrides={hydra_list(train)}",
+        f"eval_overrides={hydra_list(evals)}",
+        f"work_dir={runs.out}",
+        f"out_dir={out_dir}",
+        f"host_dir={runs.host}",
     ]
     subprocess.run(command, check=True)
-    steps = [out / "continual" / name / f"step{k}" for k in range(1, REQUESTS + 1)]
-    return [
-        {**json.loads((step / "step.json").read_text()), **scores(step / "eval")}
-        for step in steps
-    ]
+    return finished_steps(out_dir)
 
 
 def write_comparison(out, runs):
@@ -79,7 +73,13 @@ def write_comparison(out, runs):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in PLOTTED if any(m in s["metrics"] for s in runs["ASU_KL"])]
+    present = {m for steps in runs.values() for s in steps for m in s["metrics"]}
+    metrics = [m for m in PLOTTED if m in present]
+    rows = [
+        [name, s["step"], *(s["metrics"].get(m) for m in metrics)]
+        for name, steps in runs.items()
+        for s in steps
+    ]
     lines = [
         "# Continual unlearning, mini scale\n",
         f"Command: `OPEN_UNLEARNING_DIR=~/open-unlearning python {' '.join(sys.argv)}`\n",
@@ -90,13 +90,8 @@ def write_comparison(out, runs):
         "the 10 never-requested authors. The target model starts at forget/retain answer "
         "prob ≈ 1. model_utility is the host's harmonic mean including real-author and "
         "world-fact QA, which a tiny model barely knows, so it drops to 0 at random.\n",
-        "| method | step | " + " | ".join(metrics) + " |",
-        "|---" * (len(metrics) + 2) + "|",
+        markdown_table(["method", "step", *metrics], rows),
     ]
-    for name, steps in runs.items():
-        for s in steps:
-            cells = (f"{s['metrics'].get(m, float('nan')):.3f}" for m in metrics)
-            lines.append(f"| {name} | {s['step']} | {' | '.join(cells)} |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2))
@@ -117,20 +112,24 @@ def write_comparison(out, runs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(".continual_mini"))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path(__file__).parent / "results" / "continual_mini",
+    )
     args = parser.parse_args()
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    demo = Demo(host_dir(), out, temperature=6, alpha=1)
-    target = out / "target"
-    if not (target / "config.json").is_file():
-        target = demo.prepare()
-    runs = {}
+    runs = Runs(args.out)
+    target = prepare(runs, names=["target"])["target"]
+    steps = {}
     for name in args.methods:
-        demo.stage(f"continual unlearning with {name}")
-        runs[name] = run_method(out, target, out / "tiny", name)
-    write_comparison(out, runs)
-    demo.stage(f"wrote {out / 'results.md'} and {out / 'results.png'}")
+        runs.stage(f"continual unlearning with {name}")
+        steps[name] = run_method(runs, target, name)
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_comparison(args.results, steps)
+    runs.stage(
+        f"wrote {args.results / 'results.md'} and {args.results / 'results.png'}"
+    )
 
 
 if __name__ == "__main__":

@@ -18,21 +18,19 @@ points) and ``results.png`` (forget vs utility).
 """
 
 import argparse
-import functools
-import json
 import re
 import statistics
-import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import transformers
 
-from asu_plugin import continual
-from asu_plugin.workflows.demo import Demo
-from asu_plugin.workflows.demo_data import generate, tofu_subset
-from asu_plugin.workflows.host import host_dir
+from asu_plugin.workflows.demo_data import tofu_subset
+from asu_plugin.workflows.host import host_commit, teacher_overrides
+from asu_plugin.workflows.runs import Recipe, Runs, scores
+from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.targets import GENERATED, Setup, prepare
 
 EPOCHS, BATCH = 10, 4
 ASU = "unlearn/tofu/asu"
@@ -43,9 +41,8 @@ SYMBOLS = {"temperature": "τ", "alpha": "α", "beta": "β"}
 class Point(NamedTuple):
     label: str
     name: str  # of the run's folder
-    lr: str
-    epochs: int
-    method_args: dict
+    recipe: Recipe
+    method_args: dict  # the method's own knobs only
 
 
 def knob(lr="1e-3", epochs=EPOCHS, **method_args):
@@ -55,7 +52,8 @@ def knob(lr="1e-3", epochs=EPOCHS, **method_args):
     items += [("epochs", epochs)] if epochs != EPOCHS else []
     label = " ".join(f"{SYMBOLS.get(k, k)}={v}" for k, v in items)
     name = "_".join(f"{k}{v}" for k, v in items).replace(".", "p")
-    return Point(label, re.sub(r"\W+", "", name), lr, epochs, method_args)
+    recipe = Recipe(epochs, float(lr), BATCH)
+    return Point(label, re.sub(r"\W+", "", name), recipe, method_args)
 
 
 def asu(temperature, alpha=1, epochs=EPOCHS, **method_args):
@@ -113,18 +111,6 @@ COLUMNS = (
 )
 
 
-def scores(eval_dir):
-    """Aggregate metrics of a host TOFU eval, plus the repetition rate of forget answers."""
-    metrics = continual.scores(eval_dir)["metrics"]
-    logs = json.loads((eval_dir / "TOFU_EVAL.json").read_text())
-    answers = logs["forget_Q_A_ROUGE"]["value_by_index"].values()
-    words = [a["generation"].split() for a in answers]
-    metrics["forget_repetition"] = statistics.mean(
-        1 - len(set(w)) / len(w) if w else 1.0 for w in words
-    )  # 0: no word repeated; degenerate "born born born" answers approach 1
-    return metrics
-
-
 def teachers(methods):
     """The forget-teachers of the ASU sweep points: label -> (run name, eval overrides)."""
     points = {}
@@ -134,9 +120,7 @@ def teachers(methods):
             smoothed = {k: args[k] for k in ("temperature", "layers") if k in args}
             if smoothed:
                 label, name, *_ = knob(**smoothed)
-                overrides = [
-                    f"+model.model_args.attention_{k}={v}" for k, v in smoothed.items()
-                ]
+                overrides = teacher_overrides(**smoothed)
                 points[label] = (args["temperature"], f"teacher_{name}", overrides)
     return {
         label: point[1:]
@@ -144,16 +128,15 @@ def teachers(methods):
     }
 
 
-def run_sweeps(demo, target, retain_logs, methods, seeds):
-    runs = []  # (method, label, seed, metrics)
+def run_sweeps(runs, target, retain_logs, methods, seeds):
+    results = []  # (method, label, seed, metrics)
     for method in methods:
         experiment, points = SWEEPS[method]
-        for label, name, lr, epochs, method_args in points:
+        for label, name, recipe, method_args in points:
             for seed in seeds:
                 run = f"{method}_{name}_s{seed}"
-                if not demo.evaluated(run):
-                    demo.stage(f"{method} {label} seed {seed}")
-                    model = demo.train(
+                if not runs.evaluated(run):
+                    model = runs.ensure_model(
                         run,
                         target,
                         [
@@ -166,13 +149,13 @@ def run_sweeps(demo, target, retain_logs, methods, seeds):
                                 for k, v in method_args.items()
                             ),
                         ],
-                        epochs,
-                        lr,
-                        BATCH,
+                        recipe,
+                        stage=f"{method} {label} seed {seed}",
                     )
-                    demo.evaluate(run, model, retain_logs)
-                runs.append((method, label, seed, scores(demo.out / "evals" / run)))
-    return runs
+                    runs.evaluate(run, model, retain_logs)
+                metrics = scores(runs.eval_dir(run))["metrics"]
+                results.append((method, label, seed, metrics))
+    return results
 
 
 def mean_std(values):
@@ -214,6 +197,31 @@ def fmt(mean_and_std):
 
 
 def write_results(out, agg, teachers, references, seeds, command, setup):
+    everything = [
+        [name, "–", *(fmt((m.get(c), 0.0)) for c in COLUMNS)]
+        for name, m in references.items()
+    ]
+    everything += [
+        [method, knob, *(fmt(p[c]) for c in COLUMNS)]
+        for (method, knob), p in agg.items()
+    ]
+    teacher_rows = [
+        [tau, *(fmt((metrics.get(c), 0.0)) for c in COLUMNS)]
+        for tau, metrics in teachers.items()
+    ]
+    methods = dict.fromkeys(m for m, _ in agg)
+    fronts = [
+        f"- {method}: "
+        + ", ".join(
+            f"{k} ({p[FORGET][0]:.3f}, {p[UTILITY][0]:.3f})"
+            for k, p in pareto([(k, p) for (m, k), p in agg.items() if m == method])
+        )
+        for method in methods
+    ]
+    matched = [
+        [method, *(best_at(agg, method, threshold) for threshold in THRESHOLDS)]
+        for method in methods
+    ]
     lines = [
         "# Mini-TOFU: ASU against the host's baselines\n",
         f"Command: `{command}`\n",
@@ -225,53 +233,26 @@ def write_results(out, agg, teachers, references, seeds, command, setup):
         "retain model). forget_repetition: share of repeated words in the generated forget "
         "answers (fluency check).\n",
         "## Every setting\n",
-        "| method | knob | " + " | ".join(COLUMNS) + " |",
-        "|---" * (len(COLUMNS) + 2) + "|",
-    ]
-    lines += [
-        f"| {name} | – | " + " | ".join(fmt((m.get(c), 0.0)) for c in COLUMNS) + " |"
-        for name, m in references.items()
-    ]
-    for (method, knob), p in agg.items():
-        lines.append(
-            f"| {method} | {knob} | " + " | ".join(fmt(p[c]) for c in COLUMNS) + " |"
-        )
-    lines += [
+        markdown_table(["method", "knob", *COLUMNS], everything),
         "\n## Forget-teacher at each τ / layer set of the ASU sweep (the target, smoothed)\n",
-        "| τ | " + " | ".join(COLUMNS) + " |",
-        "|---" * (len(COLUMNS) + 1) + "|",
+        markdown_table(["τ", *COLUMNS], teacher_rows),
+        "\n## Pareto fronts (forget answer prob ↓ vs retain answer prob ↑)\n",
+        *fronts,
+        "\n## Matched utility: lowest forget prob with retain prob ≥ threshold\n",
+        markdown_table(["method", *(f"≥ {t}" for t in THRESHOLDS)], matched),
     ]
-    for tau, metrics in teachers.items():
-        lines.append(
-            f"| {tau} | "
-            + " | ".join(fmt((metrics.get(c), 0.0)) for c in COLUMNS)
-            + " |"
-        )
-    lines += ["\n## Pareto fronts (forget answer prob ↓ vs retain answer prob ↑)\n"]
-    methods = dict.fromkeys(m for m, _ in agg)
-    for method in methods:
-        front = pareto([(k, p) for (m, k), p in agg.items() if m == method])
-        lines.append(
-            f"- {method}: "
-            + ", ".join(
-                f"{k} ({p[FORGET][0]:.3f}, {p[UTILITY][0]:.3f})" for k, p in front
-            )
-        )
-    lines += ["\n## Matched utility: lowest forget prob with retain prob ≥ threshold\n"]
-    lines += ["| method | " + " | ".join(f"≥ {t}" for t in THRESHOLDS) + " |"]
-    lines += ["|---" * (len(THRESHOLDS) + 1) + "|"]
-    for method in methods:
-        cells = []
-        for threshold in THRESHOLDS:
-            ok = [
-                (p[FORGET][0], k)
-                for (m, k), p in agg.items()
-                if m == method and p[UTILITY][0] >= threshold
-            ]
-            cells.append(f"{min(ok)[0]:.3f} ({min(ok)[1]})" if ok else "–")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot(out, agg, teachers, methods, references["retain model"])
+
+
+def best_at(agg, method, threshold):
+    """The lowest forget prob of ``method`` with retain prob ≥ ``threshold``, and its knob."""
+    ok = [
+        (p[FORGET][0], k)
+        for (m, k), p in agg.items()
+        if m == method and p[UTILITY][0] >= threshold
+    ]
+    return f"{min(ok)[0]:.3f} ({min(ok)[1]})" if ok else "–"
 
 
 def plot(out, agg, teachers, methods, goal):
@@ -313,43 +294,30 @@ def plot(out, agg, teachers, methods, goal):
     fig.savefig(out / "results.png", dpi=120)
 
 
-def preset(args, out):
-    """The run's Demo, data writer, model config and description."""
+def preset(args):
+    """The run's ``Setup`` (data, model, finetuning), device and description."""
+    tofu = {"tofu_dir": args.tofu_dir.resolve()}
     if args.device == "cuda":  # the issue's recipe: memorises TOFU in ~150 s on an H100
-        write_data = functools.partial(
+        data = {"forget": "forget10", "num_retain_authors": 180, "num_eval_retain": 20}
+        setup = Setup(
             tofu_subset,
-            args.tofu_dir.resolve(),
-            forget="forget10",
-            num_retain_authors=180,
-            num_eval_retain=20,
-            num_general=None,
-        )
-        return (
-            Demo(
-                host_dir(),
-                out,
-                None,
-                None,
-                device="cuda",
-                finetune_recipe=(20, 1e-3, 32),
-            ),
-            write_data,
+            {**tofu, **data, "num_general": None},
             {"hidden_size": 320, "num_layers": 8, "vocab_size": 16384},  # 16M
-            "One GPU, bf16. 16M 8-layer Llama on all 200 TOFU authors, forget10 "
-            "(20 authors).",
+            Recipe(20, 1e-3, 32),
         )
-    demo = Demo(host_dir(), out, None, None)  # the demo's 4-layer Llama
-    if args.data == "generated":
-        setup = "CPU. Tiny 4-layer Llama on the demo's 20 generated authors, forget 2."
-        return demo, generate, {}, setup
-    write_data = functools.partial(
-        tofu_subset, args.tofu_dir.resolve(), num_retain_authors=args.retain_authors
-    )
-    setup = (
+        return setup, "One GPU, bf16. 16M 8-layer Llama on all 200 TOFU authors, " + (
+            "forget10 (20 authors)."
+        )
+    if args.data == "generated":  # the demo's 4-layer Llama
+        return (
+            GENERATED,
+            "CPU. Tiny 4-layer Llama on the demo's 20 generated authors, forget 2.",
+        )
+    setup = Setup(tofu_subset, {**tofu, "num_retain_authors": args.retain_authors})
+    return setup, (
         "CPU. Tiny 4-layer Llama on real TOFU: forget01's 2 authors and the first "
         f"{args.retain_authors} authors of full (retain metrics on 4 of them)."
     )
-    return demo, write_data, {}, setup
 
 
 def main():
@@ -366,61 +334,50 @@ def main():
         "--out", type=Path, help="work folder (default .mini_tofu/DATA)"
     )
     parser.add_argument(
-        "--results", type=Path, help="default benchmarks/mini_tofu/results/DATA"
+        "--results", type=Path, help="default benchmarks/results/mini_tofu/DATA"
     )
     args = parser.parse_args()
     if args.device == "cuda" and args.data == "generated":
         parser.error("--device cuda runs on all 200 TOFU authors: --data tofu or none")
     args.data = args.data or ("tofu" if args.device == "cuda" else "generated")
     kind = args.data if args.device == "cpu" else "tofu_all_cuda"
-    out = (args.out or Path(".mini_tofu") / kind).resolve()
-    results = args.results or Path(__file__).parent / "mini_tofu" / "results" / kind
-    out.mkdir(parents=True, exist_ok=True)
+    results = args.results or Path(__file__).parent / "results" / "mini_tofu" / kind
     results.mkdir(parents=True, exist_ok=True)
-    demo, write_data, model, setup = preset(args, out)
-    commit = subprocess.run(
-        ["git", "-C", str(host_dir()), "log", "-1", "--format=%h %s"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    setup = f"Host: open-unlearning {commit or '(not a git checkout)'}. {setup}"
-    target = out / "target"
-    if not (target / "config.json").is_file():
-        target = demo.prepare(write_data, **model)
-    retain = out / "retain"
-    if not (retain / "config.json").is_file():
-        demo.stage("finetuning the retain model (forget authors held out)")
-        retain = demo.finetune("retain", "retain_finetune")
-    retain_logs = out / "evals" / "retain" / "TOFU_EVAL.json"
-    if not demo.evaluated("retain"):
-        demo.evaluate("retain", retain)
-    if not demo.evaluated("target"):
-        demo.evaluate("target", target, retain_logs)
-    teacher_scores = {}
-    for label, (name, overrides) in teachers(args.methods).items():
-        if not demo.evaluated(name):
-            demo.stage(f"evaluating the forget-teacher at {label}")
-            demo.evaluate(
-                name,
-                target,
-                retain_logs,
-                ["+model.model_handler=AttentionSmoothedForCausalLM", *overrides],
-            )
-        teacher_scores[label] = scores(out / "evals" / name)
-    runs = run_sweeps(demo, target, retain_logs, args.methods, args.seeds)
+    setup, description = preset(args)
+    runs = Runs(args.out or Path(".mini_tofu") / kind, device=args.device)
+    commit = host_commit(runs.host) or "(not a git checkout)"
+    description = f"Host: open-unlearning {commit}. {description}"
+    models = prepare(runs, setup)
+    retain = runs.ensure_eval(
+        "retain", models["retain"], stage="evaluating the retain model"
+    )
+    retain_logs = runs.eval_logs("retain")
+    references = {  # the retain model never saw the forget authors: the goal
+        "target (before)": runs.ensure_eval("target", models["target"], retain_logs),
+        "retain model": retain,
+    }
+    teacher_scores = {
+        label: runs.ensure_eval(
+            name,
+            models["target"],
+            retain_logs,
+            overrides,
+            stage=f"evaluating the forget-teacher at {label}",
+        )
+        for label, (name, overrides) in teachers(args.methods).items()
+    }
+    sweeps = run_sweeps(runs, models["target"], retain_logs, args.methods, args.seeds)
     command = "OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/mini_tofu.py"
     command += f" --data {args.data} --seeds {' '.join(map(str, args.seeds))}"
     if set(args.methods) != set(SWEEPS):
         command += f" --methods {' '.join(args.methods)}"
     if args.device == "cuda":
         command += " --device cuda"
-    references = {  # the retain model never saw the forget authors: the goal
-        "target (before)": scores(out / "evals" / "target"),
-        "retain model": scores(out / "evals" / "retain"),
-    }
-    agg = aggregate(runs)
-    write_results(results, agg, teacher_scores, references, args.seeds, command, setup)
-    demo.stage(f"wrote {results / 'results.md'} and {results / 'results.png'}")
+    agg = aggregate(sweeps)
+    write_results(
+        results, agg, teacher_scores, references, args.seeds, command, description
+    )
+    runs.stage(f"wrote {results / 'results.md'} and {results / 'results.png'}")
 
 
 if __name__ == "__main__":

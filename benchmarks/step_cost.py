@@ -9,7 +9,8 @@ the pretrained SmolLM2-135M-Instruct, ``--size smollm2``: ``asu_plugin.workflows
 the same forget/retain batch and times full training steps (loss, backward, AdamW step), one
 process per method. Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU the
 process's peak resident memory above its level before the model was built (models, gradients,
-optimizer state, activations). Prints a markdown table with ratios to GradDiff (KL).
+optimizer state, activations). Prints a markdown table with ratios to GradDiff (KL). The CPU
+result and its reading: ``benchmarks/results/step_cost/cpu.md``.
 """
 
 import argparse

@@ -22,19 +22,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import AttentionSmoothing
-from asu_plugin.workflows.demo import Demo
-from asu_plugin.workflows.demo_data import generate, read_jsonl
-from asu_plugin.workflows.host import host_dir
-from asu_plugin.workflows.tiny import PROMPT
+from asu_plugin.workflows.runs import Runs
+from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.targets import TINY_LLAMA, Setup, prepare, split_rows
+from asu_plugin.workflows.tiny import encode_qa
 
 TAUS = (1, 2, 4, 10, 32, 100, 1e4)
 POSITIONS = ((1, 1), (2, 3), (4, 8), (9, 10_000))  # answer-token positions, 1-based
-
-
-def encode(tokenizer, row):
-    prompt = tokenizer(PROMPT.format(row["question"])).input_ids
-    full = tokenizer(PROMPT.format(row["question"]) + row["answer"]).input_ids
-    return full + [tokenizer.eos_token_id], len(prompt)
 
 
 @torch.no_grad()
@@ -42,7 +36,7 @@ def answer_token_probs(model, tokenizer, rows):
     """Per row, the probability of each answer token (eos included) given what precedes it."""
     probs = []
     for row in rows:
-        ids, start = encode(tokenizer, row)
+        ids, start = encode_qa(tokenizer, row)
         logits = model(torch.tensor([ids])).logits[0, start - 1 : -1]
         target = torch.tensor(ids[start:])
         probs.append(logits.log_softmax(-1)[range(len(target)), target].exp())
@@ -78,13 +72,13 @@ def bag_determined(tokenizer, train_rows, rows):
     """
     bag, bigram = defaultdict(set), defaultdict(set)
     for row in train_rows:
-        ids, _ = encode(tokenizer, row)
+        ids, _ = encode_qa(tokenizer, row)
         for t in range(len(ids) - 1):
             bag[ids[t], frozenset(ids[:t])].add(ids[t + 1])
             bigram[ids[t]].add(ids[t + 1])
     counts = [0, 0, 0]
     for row in rows:
-        ids, start = encode(tokenizer, row)
+        ids, start = encode_qa(tokenizer, row)
         for t in range(start - 1, len(ids) - 1):
             counts[0] += 1
             counts[1] += bag[ids[t], frozenset(ids[:t])] == {ids[t + 1]}
@@ -95,8 +89,8 @@ def bag_determined(tokenizer, train_rows, rows):
 def probe(run):
     tokenizer = AutoTokenizer.from_pretrained(run / "target")
     model = AutoModelForCausalLM.from_pretrained(run / "target").eval()
-    forget = read_jsonl(run / "data" / "forget10.jsonl")
-    retain = read_jsonl(run / "data" / "retain_perturbed.jsonl")
+    forget = split_rows(run, "forget10")
+    retain = split_rows(run, "retain_perturbed")
     grid = {}
     for name, layers in layer_sets(model.config.num_hidden_layers).items():
         for tau in TAUS:
@@ -107,17 +101,15 @@ def probe(run):
                     qa_prob(answer_token_probs(model, tokenizer, retain)),
                     by_position(forget_probs),
                 )
-    train = read_jsonl(run / "data" / "finetune.jsonl")
+    train = split_rows(run, "finetune")
     return model.config, grid, bag_determined(tokenizer, train, forget)
 
 
 def depth_run(work, num_layers):
     """A generated-authors target with ``num_layers`` layers, finetuned like the others."""
     run = work / f"depth{num_layers}"
-    if not (run / "target" / "config.json").is_file():
-        run.mkdir(parents=True, exist_ok=True)
-        demo = Demo(host_dir(), run.resolve(), None, None)
-        demo.prepare(generate, num_layers=num_layers)
+    setup = Setup(model={**TINY_LLAMA, "num_layers": num_layers})
+    prepare(Runs(run), setup, ["target"])
     return run
 
 
@@ -125,27 +117,24 @@ def report(runs, command):
     lines = ["# Forget-teacher probe: forget answer prob (retain answer prob) by τ\n"]
     lines.append(f"Command: `{command}`\n")
     for run, (config, grid, (bag, bigram)) in runs.items():
+        names = dict.fromkeys(name for name, _ in grid)
+        smoothed = [
+            [name, *(f"{grid[name, t][0]:.3f} ({grid[name, t][1]:.3f})" for t in TAUS)]
+            for name in names
+        ]
+        by_tau = [[f"{tau:g}", *grid["all", tau][2]] for tau in TAUS]
         lines += [
             f"## {run}: {config.num_hidden_layers} layers, hidden {config.hidden_size}\n",
             f"Forget answer tokens determined in the training text by the current token and "
             f"the set of earlier tokens: **{bag:.2f}**; by the current token alone: "
             f"{bigram:.2f}.\n",
-            "| smoothed | " + " | ".join(f"τ {t:g}" for t in TAUS) + " |",
-            "|---" * (len(TAUS) + 1) + "|",
-        ]
-        names = dict.fromkeys(name for name, _ in grid)
-        for name in names:
-            cells = (f"{grid[name, t][0]:.3f} ({grid[name, t][1]:.3f})" for t in TAUS)
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += [
+            markdown_table(["smoothed", *(f"τ {t:g}" for t in TAUS)], smoothed),
             "\nForget answer-token probability by position in the answer, all layers:\n",
-            "| τ | " + " | ".join(f"tokens {lo}–{hi}" for lo, hi in POSITIONS) + " |",
-            "|---" * (len(POSITIONS) + 1) + "|",
+            markdown_table(
+                ["τ", *(f"tokens {lo}–{hi}" for lo, hi in POSITIONS)], by_tau
+            ),
+            "",
         ]
-        for tau in TAUS:
-            cells = (f"{p:.3f}" for p in grid["all", tau][2])
-            lines.append(f"| {tau:g} | " + " | ".join(cells) + " |")
-        lines.append("")
     return "\n".join(lines).replace("–10000", "+")
 
 
@@ -157,7 +146,7 @@ def main():
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path(__file__).parent / "mini_tofu" / "results" / "teacher_probe.md",
+        default=Path(__file__).parent / "results" / "teacher_probe" / "results.md",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)

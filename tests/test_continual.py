@@ -2,24 +2,22 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 import asu_plugin
-from asu_plugin.workflows.continual import run_steps, scores
+from asu_plugin.workflows.continual import finished_steps, run_steps
+from asu_plugin.workflows.host import hydra_list
 
 CONFIGS = str(Path(asu_plugin.__file__).parent / "configs" / "continual")
 
 REQUESTS = [
     {"forget_split": f"request{k}", "retain_split": "retain_stream"} for k in (1, 2, 3)
 ]
-
-
-def hydra_list(dicts):
-    items = (", ".join(f"{k}: {v}" for k, v in d.items()) for d in dicts)
-    return "[" + ", ".join("{" + item + "}" for item in items) + "]"
+HOST = "abc1234 a fake host commit"
 
 
 def config(tmp_path, requests=REQUESTS, **overrides):
@@ -69,7 +67,7 @@ class FakeHost:
 
 def test_each_step_starts_from_the_previous_model_and_is_scored(tmp_path):
     host = FakeHost()
-    steps = run_steps(config(tmp_path), host)
+    steps = run_steps(config(tmp_path), host, HOST)
 
     assert [s["start_model"] for s in steps] == [
         "start",
@@ -85,19 +83,21 @@ def test_each_step_starts_from_the_previous_model_and_is_scored(tmp_path):
     assert table[2] == (
         "| step | forget request | forget_Q_A_Prob | model_utility | retain_Q_A_Prob |"
     )
-    assert table[-1] == "| 3 | request3 | 0.3333 | 0.5 | 0.9 |"
+    assert table[-1] == "| 3 | request3 | 0.333 | 0.500 | 0.900 |"
     assert (tmp_path / "results.png").stat().st_size > 0
+    assert finished_steps(tmp_path) == steps
+    assert {s["host"] for s in steps} == {HOST}
 
 
 def test_a_stopped_sequence_resumes_at_the_unfinished_step(tmp_path):
     crashed = FakeHost(fail_at="request2")
     with pytest.raises(RuntimeError, match="killed"):
-        run_steps(config(tmp_path), crashed)
+        run_steps(config(tmp_path), crashed, HOST)
     assert (tmp_path / "step1" / "step.json").is_file()
     assert not (tmp_path / "step2" / "step.json").exists()
 
     resumed = FakeHost()
-    steps = run_steps(config(tmp_path), resumed)
+    steps = run_steps(config(tmp_path), resumed, HOST)
     assert [c[1] for c in resumed.calls] == [
         "tiny_step2",
         "tiny_step2_eval",
@@ -108,14 +108,43 @@ def test_a_stopped_sequence_resumes_at_the_unfinished_step(tmp_path):
     assert len(steps) == 3
 
     again = FakeHost()
-    assert run_steps(config(tmp_path), again) == steps and again.calls == []
+    assert run_steps(config(tmp_path), again, HOST) == steps and again.calls == []
 
 
-def test_a_different_sequence_in_the_same_folder_is_refused(tmp_path):
-    run_steps(config(tmp_path, REQUESTS[:1]), FakeHost())
-    other = [{"forget_split": "forget05", "retain_split": "retain95"}]
-    with pytest.raises(ValueError, match="finished a different step"):
-        run_steps(config(tmp_path, other), FakeHost())
+FORGET05 = [{"forget_split": "forget05", "retain_split": "retain95"}]
+
+
+@pytest.mark.parametrize(
+    "change, field, old, new",
+    [
+        ({"requests": FORGET05},
+         "request", "'forget_split': 'request1'", "'forget_split': 'forget05'"),
+        ({"method": "GradDiff"}, "method", "'ASU_KL'", "'GradDiff'"),
+        ({"train_overrides": hydra_list(["trainer.method_args.temperature=6"])},
+         "train_overrides", "[]", "['trainer.method_args.temperature=6']"),
+        ({"eval_overrides": hydra_list(["holdout_split=holdout10"])},
+         "eval_overrides", "[]", "['holdout_split=holdout10']"),
+        ({"model_config": "phi-1_5"},
+         "model_config", "'Llama-3.2-1B-Instruct'", "'phi-1_5'"),
+        ({"host": "def5678 another host"}, "host", repr(HOST), "'def5678 another host'"),
+    ],
+)  # fmt: skip
+def test_a_step_finished_under_another_configuration_is_refused(
+    tmp_path, change, field, old, new
+):
+    run_steps(config(tmp_path, REQUESTS[:1]), FakeHost(), HOST)
+    overrides = {k: v for k, v in change.items() if k not in ("host", "requests")}
+    cfg = config(tmp_path, change.get("requests", REQUESTS[:1]), **overrides)
+    host = change.get("host", HOST)
+    refused = FakeHost()
+    with pytest.raises(ValueError) as error:
+        run_steps(cfg, refused, host)
+    message = str(error.value)
+    assert f"step1{os.sep}step.json belongs to another configuration" in message
+    named = rf"\({field}: [^;]*{re.escape(old)}[^;]* recorded, [^;]*{re.escape(new)}[^;]* now\)"
+    assert re.search(named, message), message  # the one field that differs, old and new
+    assert message.endswith("; use another out_dir")
+    assert refused.calls == []
 
 
 def test_a_request_without_a_retain_split_fails_before_any_step(tmp_path):
@@ -143,7 +172,7 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     import sys
 
     from asu_plugin.workflows.demo_data import generate, read_jsonl
-    from asu_plugin.workflows.host import link_tofu, train_overrides
+    from asu_plugin.workflows.host import NO_EVAL, link_tofu, train_overrides
     from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
 
     generate(tmp_path / "data")
@@ -152,9 +181,7 @@ def test_two_requests_through_the_real_host(host, tmp_path):
         tmp_path / "tiny", qa_texts(read_jsonl(tmp_path / "data" / "finetune.jsonl"))
     )
     tokenizer = f"model.tokenizer_args.pretrained_model_name_or_path={tiny}"
-    train = [tokenizer, *train_overrides(), "+trainer.args.max_steps=2"]
-    train += ["trainer.args.eval_strategy=no", "trainer.args.eval_on_start=false"]
-    train += ["trainer.args.do_eval=false"]
+    train = [tokenizer, *train_overrides(), *NO_EVAL, "+trainer.args.max_steps=2"]
     evals = [tokenizer, "model.model_args.device_map=cpu", "holdout_split=holdout10"]
     evals += [f"~eval.tofu.metrics.{m}" for m in ("privleak", "extraction_strength")]
     requests = [
@@ -164,21 +191,22 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     ]  # fmt: skip
     command = [
         sys.executable, "-m", "asu_plugin.workflows.continual", "task_name=tiny",
-        f"model_path={tiny}", "model=phi-1_5", "method=ASU_GD",
+        f"model_path={tiny}", "model_config=phi-1_5", "method=ASU_GD",
         f"requests={hydra_list(requests)}",
-        f"train_overrides=[{','.join(repr(o) for o in train)}]",
-        f"eval_overrides=[{','.join(repr(o) for o in evals)}]",
+        f"train_overrides={hydra_list(train)}",
+        f"eval_overrides={hydra_list(evals)}",
         f"work_dir={tmp_path}", f"out_dir={tmp_path / 'out'}", f"host_dir={host}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
-    step_dirs = [tmp_path / "out" / f"step{k}" for k in (1, 2)]
-    steps = [json.loads((step / "step.json").read_text()) for step in step_dirs]
+    steps = finished_steps(tmp_path / "out")
+    assert [s["step"] for s in steps] == [1, 2]
     assert steps[1]["start_model"] == steps[0]["model"]
-    for step in step_dirs:
-        metrics = scores(step / "eval")["metrics"]
+    assert steps[0]["host"] and steps[0]["train_overrides"] == train
+    for step in steps:
+        metrics = step["metrics"]
         assert 0 < metrics["forget_Q_A_Prob"] < 1 and 0 < metrics["retain_Q_A_Prob"] < 1
     assert (tmp_path / "out" / "results.png").is_file()
     assert "| 2 | request2 |" in (tmp_path / "out" / "results.md").read_text()

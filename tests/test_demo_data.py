@@ -15,7 +15,7 @@ from asu_plugin.workflows.demo_data import (
     tofu_subset,
 )
 from asu_plugin.workflows.host import link_tofu, run_host, train_overrides
-from asu_plugin.workflows.tiny import PROMPT, build_tiny_llama, qa_texts
+from asu_plugin.workflows.tiny import PROMPT, build_tiny_llama, encode_qa, qa_texts
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +166,10 @@ def test_tiny_llama_tokenizer_keeps_prompts_a_prefix(data, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert model.config.vocab_size == len(tokenizer)
     for row in rows[:20]:
-        prompt = PROMPT.format(row["question"])
-        ids = tokenizer(prompt + row["answer"]).input_ids
-        prompt_ids = tokenizer(prompt).input_ids
-        assert ids[: len(prompt_ids)] == prompt_ids
+        ids, start = encode_qa(tokenizer, row)
+        prompt, answer = PROMPT.format(row["question"]), row["answer"]
+        # the same tokens as prompt and answer tokenised apart: the prompt is a prefix
+        assert ids[:start] == tokenizer(prompt).input_ids
+        assert ids[start:] == tokenizer(answer).input_ids + [tokenizer.eos_token_id]
         assert tokenizer.unk_token_id not in ids
     assert set(tokenizer("Question:")) == {"input_ids", "attention_mask"}

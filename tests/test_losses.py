@@ -1,9 +1,11 @@
 import math
+import re
 
 import pytest
 import torch
 
 from asu_plugin import sequence_kl
+from asu_plugin.losses import check_forget_weight
 
 
 def hand_kl(student, teacher, labels):
@@ -62,3 +64,16 @@ def test_sequence_kl_refuses_a_batch_without_labels():
     logits = torch.randn(2, 4, 5)
     with pytest.raises(ValueError, match="no label tokens"):
         sequence_kl(logits, logits, torch.full((2, 4), -100))
+
+
+@pytest.mark.parametrize("alpha", [0, 0.1, 5])
+def test_forget_weight_accepts_finite_non_negative_numbers(alpha):
+    assert check_forget_weight(alpha) == alpha
+
+
+@pytest.mark.parametrize("alpha", [-0.1, float("nan"), float("inf"), True, "1"])
+def test_forget_weight_refuses_the_rest_naming_it(alpha):
+    with pytest.raises(
+        ValueError, match=rf"finite number >= 0 .*got {re.escape(repr(alpha))}"
+    ):
+        check_forget_weight(alpha)

@@ -2,7 +2,8 @@
 
 Step k unlearns request k from step k-1's model with the host's ``src/train.py`` (so ASU's
 teacher is re-taken from that model), then scores it with ``src/eval.py``. A finished step
-leaves ``step<k>/step.json``; a rerun skips finished steps and redoes an unfinished one.
+leaves ``step<k>/step.json``, recording all that defines it; a rerun skips finished steps,
+redoes an unfinished one and refuses a step finished under another configuration.
 After every step ``results.md`` and ``results.png`` cover all steps so far.
 
 ``python -m asu_plugin.workflows.continual model_path=... task_name=... [method=ASU_KL] ...``
@@ -17,7 +18,9 @@ from pathlib import Path
 import hydra
 from omegaconf import OmegaConf
 
-from asu_plugin.workflows.host import host_dir, is_host, run_host
+from asu_plugin.workflows.host import host_commit, require_host, run_host
+from asu_plugin.workflows.runs import same_record, scores, write_record
+from asu_plugin.workflows.tables import markdown_table
 
 PLOTTED = (  # drawn when present; the table holds these and the evaluator's summary
     "forget_Q_A_Prob",
@@ -44,7 +47,7 @@ def train_overrides(cfg, k, request, model, out):
         f"experiment={cfg.unlearn_experiment}",
         f"trainer={cfg.method}",
         f"task_name={cfg.task_name}_step{k}",
-        f"model={cfg.model}",
+        f"model={cfg.model_config}",
         f"model.model_args.pretrained_model_name_or_path={model}",
         f"forget_split={request['forget_split']}",
         f"retain_split={request['retain_split']}",
@@ -58,7 +61,7 @@ def eval_overrides(cfg, k, request, model, out):
     return [
         f"experiment={cfg.eval_experiment}",
         f"task_name={cfg.task_name}_step{k}_eval",
-        f"model={cfg.model}",
+        f"model={cfg.model_config}",
         f"model.model_args.pretrained_model_name_or_path={model}",
         f"forget_split={forget_split}",
         f"paths.output_dir={out}",
@@ -66,26 +69,46 @@ def eval_overrides(cfg, k, request, model, out):
     ]
 
 
-def scores(eval_dir):
-    """Every ``agg_value`` of the host's ``*_EVAL.json`` (retain metrics included), and
-    the names in its ``*_SUMMARY.json``."""
-    metrics, summary = {}, []
-    for path in sorted(Path(eval_dir).glob("*_EVAL.json")):
-        logs = json.loads(path.read_text())
-        metrics.update(
-            (name, log["agg_value"])
-            for name, log in logs.items()
-            if isinstance(log, dict) and "agg_value" in log
-        )
-    for path in sorted(Path(eval_dir).glob("*_SUMMARY.json")):
-        names = json.loads(path.read_text())
-        metrics.update(names)
-        summary += list(names)
-    return {"metrics": metrics, "summary": summary}
+def step_dir(out_dir, k):
+    return Path(out_dir) / f"step{k}"
 
 
-def run_steps(cfg, run):
-    """Applies ``cfg.requests`` in order with ``run(script, overrides)``; returns the steps."""
+def step_record(cfg, k, request, start_model, host_version):
+    """All that defines step ``k`` (and where its model goes), as ``step.json`` keeps it."""
+    return {
+        "step": k,
+        "request": request,
+        "start_model": start_model,
+        "model": str(step_dir(cfg.out_dir, k) / "model"),
+        "method": cfg.method,
+        "model_config": cfg.model_config,
+        "unlearn_experiment": cfg.unlearn_experiment,
+        "eval_experiment": cfg.eval_experiment,
+        "train_overrides": OmegaConf.to_container(cfg.train_overrides, resolve=True),
+        "eval_overrides": OmegaConf.to_container(cfg.eval_overrides, resolve=True),
+        "host": host_version,
+    }
+
+
+def finished_steps(out_dir):
+    """The finished steps in ``out_dir`` in order: each one's record and scores."""
+    steps = []
+    while (step_dir(out_dir, len(steps) + 1) / "step.json").is_file():
+        steps.append(_scored(step_dir(out_dir, len(steps) + 1)))
+    return steps
+
+
+def _scored(folder):
+    record = json.loads((folder / "step.json").read_text())
+    return {**record, **scores(folder / "eval")}
+
+
+def run_steps(cfg, run, host_version=""):
+    """Applies ``cfg.requests`` in order with ``run(script, overrides)``; returns the steps.
+
+    ``host_version`` (``host_commit``) is recorded with each step: a finished step is
+    reused only under the same host.
+    """
     requests = OmegaConf.to_container(cfg.requests, resolve=True)
     for k, request in enumerate(requests, 1):
         check_request(k, request)
@@ -93,36 +116,22 @@ def run_steps(cfg, run):
     model = str(cfg.model_path)
     steps = []
     for k, request in enumerate(requests, 1):
-        step_dir = out / f"step{k}"
-        record_path = step_dir / "step.json"
-        if record_path.is_file():
-            record = json.loads(record_path.read_text())
-            if (record["request"], record["start_model"]) != (request, model):
-                raise ValueError(
-                    f"{step_dir} finished a different step (request "
-                    f"{record['request']} from {record['start_model']}), not request "
-                    f"{request} from {model}: use another out_dir"
-                )
+        folder = step_dir(out, k)
+        record = step_record(cfg, k, request, model, host_version)
+        if same_record(folder / "step.json", record, "use another out_dir"):
             print(f"step {k}: done before, skipped", flush=True)
         else:
-            shutil.rmtree(step_dir, ignore_errors=True)  # an interrupted attempt
+            shutil.rmtree(folder, ignore_errors=True)  # an interrupted attempt
             print(f"step {k}: unlearning {request['forget_split']}", flush=True)
-            run("train.py", train_overrides(cfg, k, request, model, step_dir / "model"))
+            run("train.py", train_overrides(cfg, k, request, model, record["model"]))
             print(f"step {k}: evaluating", flush=True)
             run(
                 "eval.py",
-                eval_overrides(cfg, k, request, step_dir / "model", step_dir / "eval"),
+                eval_overrides(cfg, k, request, record["model"], folder / "eval"),
             )
-            record = {
-                "step": k,
-                "request": request,
-                "start_model": model,
-                "model": str(step_dir / "model"),
-            }
-            tmp = record_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=2))
-            tmp.replace(record_path)  # the step counts as done only once this exists
-        steps.append({**record, **scores(step_dir / "eval")})
+            # the step counts as done only once its record exists
+            write_record(folder / "step.json", record)
+        steps.append(_scored(folder))
         model = record["model"]
         write_results(out, cfg.task_name, steps)
     return steps
@@ -138,18 +147,16 @@ def write_results(out, title, steps):
     metrics = sorted(
         {m for s in steps for m in s["metrics"] if m in s["summary"] or m in PLOTTED}
     )
-    lines = [
-        f"# Continual unlearning: {title}\n",
-        "| step | forget request | " + " | ".join(metrics) + " |",
-        "|---" * (len(metrics) + 2) + "|",
+    rows = [
+        [
+            s["step"],
+            s["request"]["forget_split"],
+            *(s["metrics"].get(m) for m in metrics),
+        ]
+        for s in steps
     ]
-    for s in steps:
-        values = (s["metrics"].get(m) for m in metrics)
-        cells = [f"{v:.4g}" if isinstance(v, (int, float)) else "n/a" for v in values]
-        lines.append(
-            f"| {s['step']} | {s['request']['forget_split']} | {' | '.join(cells)} |"
-        )
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    table = markdown_table(["step", "forget request", *metrics], rows)
+    (out / "results.md").write_text(f"# Continual unlearning: {title}\n\n{table}\n")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for metric in (m for m in PLOTTED if m in metrics):
@@ -170,17 +177,13 @@ def write_results(out, title, steps):
     version_base=None, config_path="../configs/continual", config_name="default"
 )
 def main(cfg):
-    host = Path(cfg.host_dir).expanduser() if cfg.host_dir else host_dir()
-    if not is_host(host):
-        raise SystemExit(
-            f"no open-unlearning checkout at {host}: clone it there, set "
-            "OPEN_UNLEARNING_DIR or pass host_dir=..."
-        )
+    host = require_host(cfg.host_dir)
     out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg.out_dir = str(out)
     work_dir = Path(cfg.work_dir).resolve()
-    run_steps(cfg, partial(run_host, host, cwd=work_dir, check=True))
+    run = partial(run_host, host, cwd=work_dir, check=True)
+    run_steps(cfg, run, host_commit(host))
     print(f"results: {out / 'results.md'}, {out / 'results.png'}")
 
 

@@ -5,29 +5,32 @@ the forget authors (host ``src/train.py``, ``experiment=unlearn/tofu/asu``), and
 evaluator (``src/eval.py``) scores the model before and after, and the forget-teacher itself.
 
 ``python -m asu_plugin.workflows.demo [--out DIR] [--temperature T] [--alpha A] [--epochs E]``
+
+Runs are kept and reused: the target and retain models (``target``, ``retain``) depend only on
+the set and their finetuning (``setup.json``), the unlearned model and its scores are named by
+τ, α and epochs (``asu_kl_t32_a1_e30``, ``evals/after_t32_a1_e30``), the teacher by τ.
 """
 
 import argparse
-import json
-import shutil
+import logging
 import sys
-import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers.utils.logging import disable_progress_bar
 
-from asu_plugin.workflows.demo_data import generate, read_jsonl
-from asu_plugin.workflows.host import (
-    host_dir,
-    is_host,
-    link_tofu,
-    run_host,
-    train_overrides,
-)
-from asu_plugin.workflows.tiny import PROMPT, build_tiny_llama, qa_texts
+from asu_plugin.losses import check_forget_weight
+from asu_plugin.smoothing import check_temperature
+from asu_plugin.workflows.host import teacher_overrides
+from asu_plugin.workflows.runs import HostRunError, Recipe, RecordMismatch, Runs
+from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.targets import prepare, split_rows
+from asu_plugin.workflows.tiny import encode_qa
 
+UNLEARN_LR, UNLEARN_BATCH = 1e-3, 4
 # TOFU_EVAL.json keys: the host's summary metrics and, as utility, the retain-set ones
 # (its model_utility also averages in real-author/world-fact knowledge a tiny model lacks)
 METRICS = {
@@ -41,216 +44,152 @@ METRICS = {
 }
 
 
-def model_args(path):
-    return [
-        "model=phi-1_5",  # the plain "Question: ... Answer: ..." template
-        f"model.model_args.pretrained_model_name_or_path={path}",
-        f"model.tokenizer_args.pretrained_model_name_or_path={path}",
-    ]
+def check_epochs(epochs) -> int:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    return epochs
 
 
-class Demo:
-    # finetuning of the target and retain models: epochs, learning rate, batch size
-    FINETUNE = (60, 3e-3, 16)
+class Knobs(NamedTuple):
+    """What defines the unlearned model: ASU_KL's τ and α, and its epochs."""
 
-    def __init__(
-        self,
-        host,
-        out,
-        temperature,
-        alpha,
-        epochs=30,
-        device="cpu",
-        finetune_recipe=FINETUNE,
-    ):
-        self.host, self.out, self.device = host, out, device
-        self.temperature, self.alpha, self.epochs = temperature, alpha, epochs
-        self.finetune_recipe = finetune_recipe
-        self.start = time.time()
+    temperature: float
+    alpha: float
+    epochs: int
 
-    def stage(self, message):
-        print(f"[{time.time() - self.start:6.0f}s] {message}", flush=True)
+    @property
+    def tag(self):
+        return f"t{self.temperature:g}_a{self.alpha:g}_e{self.epochs}"
 
-    def run(self, script, overrides):
-        result = run_host(self.host, script, overrides, self.out, self.device)
-        if result.returncode != 0:
-            sys.exit(f"open-unlearning {script} failed (exit {result.returncode})")
+    @property
+    def unlearn(self):
+        return Recipe(self.epochs, UNLEARN_LR, UNLEARN_BATCH)
 
-    def train(self, name, model, overrides, epochs, lr, batch_size):
-        """src/train.py without evaluation; returns the saved model's folder."""
-        self.run(
-            "train.py",
-            [
-                *overrides,
-                f"task_name={name}",
-                *model_args(model),
-                *train_overrides(self.device),
-                "trainer.args.do_eval=false",
-                "trainer.args.eval_on_start=false",
-                "trainer.args.eval_strategy=no",
-                f"trainer.args.num_train_epochs={epochs}",
-                f"trainer.args.learning_rate={lr}",
-                f"trainer.args.per_device_train_batch_size={batch_size}",
-                "trainer.args.gradient_accumulation_steps=1",
-                "trainer.args.logging_steps=50",
-                f"paths.output_dir={self.out / name}",
-            ],
-        )
-        return self.out / name
 
-    def finetune(self, name, data_config):
-        overrides = [
-            "experiment=finetune/tofu/default",
-            f"data.train.TOFU_QA_full.args.hf_args.name={data_config}",
-            "trainer.args.weight_decay=0.0",
-        ]
-        return self.train(name, self.out / "tiny", overrides, *self.finetune_recipe)
-
-    def unlearn(self, target):
-        overrides = [
+def run_demo(runs, knobs):
+    """Every stage of the demo in ``runs``; prints the table and two forget answers."""
+    models = prepare(runs)
+    retain_logs = runs.eval_logs("retain")
+    runs.ensure_eval("retain", models["retain"], stage="evaluating the retain model")
+    before = runs.ensure_eval(
+        "before", models["target"], retain_logs, stage="evaluating the target model"
+    )
+    temperature, alpha = knobs.temperature, knobs.alpha
+    unlearned = runs.ensure_model(
+        f"asu_kl_{knobs.tag}",
+        models["target"],
+        [
             "--config-name=unlearn.yaml",
             "experiment=unlearn/tofu/asu",
-            f"trainer.method_args.temperature={self.temperature}",
-            f"trainer.method_args.alpha={self.alpha}",
-        ]
-        return self.train("asu_kl", target, overrides, self.epochs, 1e-3, 4)
-
-    def evaluate(self, name, path, retain_logs=None, extra=()):
-        """src/eval.py into ``evals/<name>``, which appears only once it is complete.
-
-        The host writes its results after every metric and reuses those already in its
-        output folder, so it writes into a fresh ``.partial`` folder, renamed at the end.
-        """
-        out = self.out / "evals" / name
-        partial = out.with_name(f"{name}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        self.run(
-            "eval.py",
-            [
-                "experiment=eval/tofu/default",
-                f"task_name={name}",
-                *model_args(path),
-                f"model.model_args.device_map={self.device}",
-                f"retain_logs_path={retain_logs or 'null'}",
-                f"paths.output_dir={partial}",
-                *extra,
-            ],
-        )
-        shutil.rmtree(out, ignore_errors=True)
-        partial.rename(out)
-        return out
-
-    def evaluated(self, name):
-        return (self.out / "evals" / name / "TOFU_EVAL.json").is_file()
-
-    def prepare(self, write_data=generate, **model_config):
-        """The author set (``write_data(folder)``, as locuslab/TOFU in ``out``) and the target.
-
-        ``model_config``: ``build_tiny_llama`` arguments (default 4 layers, 128 wide).
-        """
-        self.stage("writing the fictitious-author set and a tiny Llama")
-        sizes = write_data(self.out / "data")
-        link_tofu(self.out, self.out / "data")
-        rows = read_jsonl(self.out / "data" / "finetune.jsonl")
-        model_config = {"hidden_size": 128, "num_layers": 4, **model_config}
-        build_tiny_llama(self.out / "tiny", qa_texts(rows), **model_config)
-        print(
-            f"        {sizes['full']} author QA, forget {sizes['forget10']}", flush=True
-        )
-        self.stage("finetuning the target model (all authors) with src/train.py")
-        return self.finetune("target", "finetune")
-
-    def main(self):
-        target = self.prepare()
-        self.stage("finetuning the retain model (forget authors held out)")
-        retain = self.finetune("retain", "retain_finetune")
-        self.stage("evaluating the retain model with src/eval.py")
-        retain_logs = self.evaluate("retain", retain) / "TOFU_EVAL.json"
-        self.stage("evaluating the target model")
-        before = self.evaluate("before", target, retain_logs)
-        self.stage(
-            f"unlearning with ASU_KL (τ {self.temperature}, α {self.alpha}, "
-            f"{self.epochs} epochs)"
-        )
-        after = self.evaluate("after", self.unlearn(target), retain_logs)
-        self.stage(
-            "evaluating the forget-teacher itself (AttentionSmoothedForCausalLM)"
-        )
-        teacher = self.evaluate(
-            "teacher",
-            target,
-            retain_logs,
-            [
-                "+model.model_handler=AttentionSmoothedForCausalLM",
-                f"+model.model_args.attention_temperature={self.temperature}",
-            ],
-        )
-        self.report({"before": before, "ASU_KL": after, "teacher": teacher})
-        self.samples(target, self.out / "asu_kl")
-        self.stage(f"done; everything is under {self.out}")
-
-    def report(self, runs):
-        evals = {
-            name: json.loads((path / "TOFU_EVAL.json").read_text())
-            for name, path in runs.items()
-        }
-        print(f"\n{'metric':<20}" + "".join(f"{name:>10}" for name in runs))
-        for key, label in METRICS.items():
-            values = (evals[name].get(key, {}).get("agg_value") for name in runs)
-            print(f"{label:<20}" + "".join(f"{_fmt(v):>10}" for v in values))
-        print(
-            "\nforget quality: KS-test p-value of forget truth ratios against the retain"
-            " model's (higher = closer to never trained on the forget authors)."
-        )
-
-    def samples(self, before_path, after_path, count=2):
-        disable_progress_bar()
-        tokenizer = AutoTokenizer.from_pretrained(before_path)
-        models = {
-            label: AutoModelForCausalLM.from_pretrained(path).eval()
-            for label, path in (("before", before_path), ("after", after_path))
-        }
-        print()
-        for row in read_jsonl(self.out / "data" / "forget10.jsonl")[:count]:
-            print(f"Q: {row['question']}\n   truth : {row['answer']}")
-            for label, model in models.items():
-                print(f"   {label:<6}: {_answer(model, tokenizer, row['question'])}")
+            f"trainer.method_args.temperature={temperature}",
+            f"trainer.method_args.alpha={alpha}",
+        ],
+        knobs.unlearn,
+        stage=f"unlearning with ASU_KL (τ {temperature:g}, α {alpha:g}, "
+        f"{knobs.epochs} epochs)",
+    )
+    after = runs.ensure_eval(
+        f"after_{knobs.tag}",
+        unlearned,
+        retain_logs,
+        stage="evaluating the unlearned model",
+    )
+    teacher = runs.ensure_eval(
+        f"teacher_t{temperature:g}",
+        models["target"],
+        retain_logs,
+        teacher_overrides(temperature),
+        stage="evaluating the forget-teacher (AttentionSmoothedForCausalLM)",
+    )
+    report({"before": before, "ASU_KL": after, "teacher": teacher})
+    samples(runs.out, models["target"], unlearned)
+    runs.stage(f"done; everything is under {runs.out}")
 
 
-def _answer(model, tokenizer, question):
-    prompt = tokenizer(PROMPT.format(question), return_tensors="pt")
-    with torch.no_grad():
-        ids = model.generate(**prompt, max_new_tokens=20, do_sample=False)
-    return tokenizer.decode(
-        ids[0, prompt.input_ids.shape[1] :], skip_special_tokens=True
+def report(columns):
+    """The METRICS of each column's scores, as a table."""
+    rows = [
+        [label, *(metrics.get(key) for metrics in columns.values())]
+        for key, label in METRICS.items()
+    ]
+    print("\n" + markdown_table(["metric", *columns], rows))
+    print(
+        "\nforget quality: KS-test p-value of forget truth ratios against the retain"
+        " model's (higher = closer to never trained on the forget authors)."
     )
 
 
-def _fmt(value):
-    if isinstance(value, (int, float)):
-        return f"{value:.3g}"
-    return "n/a"
+def samples(out, before, after, count=2):
+    """The first ``count`` forget questions answered before and after unlearning."""
+    tokenizer = AutoTokenizer.from_pretrained(before)
+    models = {
+        label: AutoModelForCausalLM.from_pretrained(path).eval()
+        for label, path in (("before", before), ("after", after))
+    }
+    print()
+    for row in split_rows(out, "forget10")[:count]:
+        ids, start = encode_qa(tokenizer, row)
+        prompt = torch.tensor([ids[:start]])
+        print(f"Q: {row['question']}\n   truth : {row['answer']}")
+        for label, model in models.items():
+            with torch.no_grad():
+                answer = model.generate(
+                    prompt,
+                    attention_mask=torch.ones_like(prompt),
+                    max_new_tokens=20,
+                    do_sample=False,
+                )[0, start:]
+            print(
+                f"   {label:<6}: {tokenizer.decode(answer, skip_special_tokens=True)}"
+            )
+
+
+@contextmanager
+def quiet():
+    """No library warnings or log lines in this process (each host run logs its own)."""
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def checked(check, parse):
+    """An argparse type: ``check(parse(text))``, its ValueError as the argument's error."""
+
+    def convert(text):
+        try:
+            return check(parse(text))
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(".demo").resolve())
+    parser = argparse.ArgumentParser(
+        prog="python -m asu_plugin.workflows.demo", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--out", type=Path, default=Path(".demo"))
     # the paper's 2.3 is for 7B models; a 4-layer model needs more smoothing to forget
-    # see benchmarks/mini_tofu/results: the teacher forgets from τ ≈ 10 at this depth, and the
-    # bounded KL needs epochs (τ 32: forget prob 0.215 after 10 epochs, 0.085 after 30)
-    parser.add_argument("--temperature", type=float, default=32.0)
-    parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--epochs", type=int, default=30)
+    # see benchmarks/results/mini_tofu: the teacher forgets from τ ≈ 10 at this depth, and
+    # the bounded KL needs epochs (τ 32: forget prob 0.215 after 10 epochs, 0.085 after 30)
+    parser.add_argument(
+        "--temperature", type=checked(check_temperature, float), default=32.0
+    )
+    parser.add_argument(
+        "--alpha", type=checked(check_forget_weight, float), default=1.0
+    )
+    parser.add_argument("--epochs", type=checked(check_epochs, int), default=30)
     args = parser.parse_args(argv)
-    host = host_dir()
-    if not is_host(host):
-        sys.exit(
-            f"No open-unlearning checkout at {host}. Clone it there "
-            "(git clone https://github.com/locuslab/open-unlearning ~/open-unlearning) "
-            "or set OPEN_UNLEARNING_DIR, then run `make demo` again."
-        )
-    args.out.mkdir(parents=True, exist_ok=True)
-    Demo(host, args.out.resolve(), args.temperature, args.alpha, args.epochs).main()
+    knobs = Knobs(args.temperature, args.alpha, args.epochs)
+    try:
+        with quiet():
+            run_demo(Runs(args.out), knobs)
+    except (HostRunError, RecordMismatch) as error:
+        sys.exit(f"demo stopped: {error}")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,18 @@ def model_overrides(path, model="phi-1_5", tokenizer=None) -> list[str]:
     ]
 
 
+def teacher_overrides(temperature, layers=None) -> list[str]:
+    """``src/eval.py`` overrides that score the model as ASU's forget-teacher: its attention
+    smoothed at ``temperature`` on ``layers`` (None: all)."""
+    overrides = [
+        "+model.model_handler=AttentionSmoothedForCausalLM",
+        f"+model.model_args.attention_temperature={temperature}",
+    ]
+    if layers is not None:
+        overrides.append(f"+model.model_args.attention_layers={layers}")
+    return overrides
+
+
 def link_tofu(run_dir: Path, tofu_dir: Path) -> None:
     """Make ``locuslab/TOFU`` in ``run_dir`` (the host's data path) load ``tofu_dir``."""
     link = Path(run_dir) / "locuslab" / "TOFU"
@@ -84,8 +96,14 @@ def link_tofu(run_dir: Path, tofu_dir: Path) -> None:
 
 
 def hydra_list(items) -> str:
-    """A Hydra override value holding a list of strings."""
-    return "[" + ",".join(f"'{item}'" for item in items) + "]"
+    """A Hydra override value holding a list of strings or of flat dicts."""
+    return "[" + ",".join(map(_hydra_item, items)) + "]"
+
+
+def _hydra_item(item) -> str:
+    if isinstance(item, dict):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in item.items()) + "}"
+    return f"'{item}'"
 
 
 def run_host(host: Path, script: str, overrides, cwd: Path, device="cpu", **kwargs):

@@ -3,6 +3,7 @@
 Every run gets a folder of its own under ``out`` that appears only once the run is complete
 (it is written as ``<name>.partial`` and renamed), so "done" is "the folder exists", and an
 interrupted run is redone from scratch. Each host run's full output goes to ``logs/<name>.log``.
+A JSON record (``claim``, ``same_record``) keeps a folder to the configuration that made it.
 """
 
 import json
@@ -41,6 +42,40 @@ class HostRunError(RuntimeError):
     """A host script exited non-zero; the message names its log."""
 
 
+class RecordMismatch(ValueError):
+    """A folder holds the results of another configuration; the message names the fields."""
+
+
+def same_record(path, record, advice):
+    """Whether ``path`` holds ``record`` (False: no record there yet).
+
+    A record of another configuration raises ``RecordMismatch`` naming each differing
+    field, recorded and now, followed by ``advice``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    old = json.loads(path.read_text())
+    new = json.loads(json.dumps(record, default=str))
+    changed = [key for key in {**old, **new} if old.get(key) != new.get(key)]
+    if changed:
+        fields = "; ".join(
+            f"{key}: {old.get(key)!r} recorded, {new.get(key)!r} now" for key in changed
+        )
+        raise RecordMismatch(
+            f"{path} belongs to another configuration ({fields}); {advice}"
+        )
+    return True
+
+
+def write_record(path, record):
+    """``record`` as JSON at ``path``, written whole or not at all."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(path)
+
+
 class Runs:
     """Host runs in ``out``: models in ``out/<name>``, evaluations in ``out/evals/<name>``.
 
@@ -55,6 +90,26 @@ class Runs:
 
     def stage(self, message):
         print(f"[{time.time() - self.start:6.0f}s] {message}", flush=True)
+
+    def claim(self, setup):
+        """Keep ``out`` to ``setup`` (a JSON-able dict), recorded in ``out/setup.json``.
+
+        What every run here starts from (data, base models) is defined by ``setup``, so
+        another ``setup`` in the same folder raises ``RecordMismatch`` naming the fields.
+        """
+        path = self.out / "setup.json"
+        if not same_record(path, setup, "use another work folder or delete this one"):
+            write_record(path, setup)
+
+    def model_dir(self, name):
+        return self.out / name
+
+    def eval_dir(self, name):
+        return self.out / "evals" / name
+
+    def eval_logs(self, name):
+        """The host's TOFU logs in ``evals/<name>``: what ``retain_logs`` takes."""
+        return self.eval_dir(name) / "TOFU_EVAL.json"
 
     def run(self, script, name, overrides):
         """``src/<script>`` with ``overrides``; its output goes to ``logs/<name>.log``."""
@@ -99,15 +154,17 @@ class Runs:
                 ],
             )
 
-        return self._complete(self.out / name, make)
+        return self._complete(self.model_dir(name), make)
 
     def trained(self, name):
-        return (self.out / name).is_dir()
+        return self.model_dir(name).is_dir()
 
-    def ensure_model(self, name, start, overrides, recipe, tokenizer=None):
-        """``train(...)`` unless ``out/<name>`` exists already."""
+    def ensure_model(self, name, start, overrides, recipe, tokenizer=None, stage=None):
+        """``train(...)`` unless ``out/<name>`` exists already; ``stage`` is printed first."""
         if self.trained(name):
-            return self.out / name
+            return self.model_dir(name)
+        if stage:
+            self.stage(stage)
         return self.train(name, start, overrides, recipe, tokenizer)
 
     def evaluate(self, name, model, retain_logs=None, extra=(), tokenizer=None):
@@ -132,16 +189,21 @@ class Runs:
                 ],
             )
 
-        return self._complete(self.out / "evals" / name, make)
+        return self._complete(self.eval_dir(name), make)
 
     def evaluated(self, name):
-        return (self.out / "evals" / name).is_dir()
+        return self.eval_dir(name).is_dir()
 
-    def ensure_eval(self, name, model, retain_logs=None, extra=(), tokenizer=None):
-        """``evaluate(...)`` unless ``evals/<name>`` exists already; its metrics."""
+    def ensure_eval(
+        self, name, model, retain_logs=None, extra=(), tokenizer=None, stage=None
+    ):
+        """``evaluate(...)`` unless ``evals/<name>`` exists already (``stage`` is printed
+        first); its metrics."""
         if not self.evaluated(name):
+            if stage:
+                self.stage(stage)
             self.evaluate(name, model, retain_logs, extra, tokenizer)
-        return scores(self.out / "evals" / name)["metrics"]
+        return scores(self.eval_dir(name))["metrics"]
 
 
 def scores(eval_dir):

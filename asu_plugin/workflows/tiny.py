@@ -19,6 +19,14 @@ def qa_texts(rows):
     return [PROMPT.format("")] + [r[k] for r in rows for k in ("question", "answer")]
 
 
+def encode_qa(tokenizer, row):
+    """``(ids, start)``: a QA row's prompt and answer tokens and eos, as the host trains on
+    them (the prompt tokenised alone is a prefix); the answer starts at ``start``."""
+    prompt = PROMPT.format(row["question"])
+    ids = tokenizer(prompt + row["answer"]).input_ids + [tokenizer.eos_token_id]
+    return ids, len(tokenizer(prompt).input_ids)
+
+
 def build_tokenizer(texts, vocab_size=8192) -> PreTrainedTokenizerFast:
     """Word-level: a prompt's tokens are a prefix of prompt+answer's, as the host assumes."""
     tokenizer = Tokenizer(models.WordLevel(unk_token=SPECIAL_TOKENS["unk_token"]))

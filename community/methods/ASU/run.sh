@@ -90,7 +90,7 @@ run python src/train.py --config-name=unlearn.yaml \
 # Requests applied one after another, each from the previous model (teacher re-taken).
 run python -m asu_plugin.workflows.continual \
     task_name=continual_tofu_${model}_ASU_KL \
-    model=${model} \
+    model_config=${model} \
     model_path=${model_path} \
     method=ASU_KL \
     unlearn_experiment=unlearn/tofu/asu \

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import torch
 import transformers
+from fronts import best_at, pareto, plot_fronts
 
 from asu_plugin.workflows.demo_data import tofu_subset
 from asu_plugin.workflows.host import host_commit, teacher_overrides
@@ -176,21 +177,6 @@ def aggregate(runs):
     }
 
 
-def pareto(points):
-    """Points not dominated in (lower forget prob, higher utility)."""
-    front = []
-    for key, p in points:
-        dominated = any(
-            q[FORGET][0] <= p[FORGET][0]
-            and q[UTILITY][0] >= p[UTILITY][0]
-            and (q[FORGET][0], q[UTILITY][0]) != (p[FORGET][0], p[UTILITY][0])
-            for _, q in points
-        )
-        if not dominated:
-            front.append((key, p))
-    return sorted(front, key=lambda kp: kp[1][UTILITY][0])
-
-
 def fmt(mean_and_std):
     mean, std = mean_and_std
     return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
@@ -213,13 +199,13 @@ def write_results(out, agg, teachers, references, seeds, command, setup):
     fronts = [
         f"- {method}: "
         + ", ".join(
-            f"{k} ({p[FORGET][0]:.3f}, {p[UTILITY][0]:.3f})"
-            for k, p in pareto([(k, p) for (m, k), p in agg.items() if m == method])
+            f"{k} ({forget((k, p)):.3f}, {utility((k, p)):.3f})"
+            for k, p in pareto(method_points(agg, method), forget, utility)
         )
         for method in methods
     ]
     matched = [
-        [method, *(best_at(agg, method, threshold) for threshold in THRESHOLDS)]
+        [method, *(best(agg, method, threshold) for threshold in THRESHOLDS)]
         for method in methods
     ]
     lines = [
@@ -242,56 +228,41 @@ def write_results(out, agg, teachers, references, seeds, command, setup):
         markdown_table(["method", *(f"≥ {t}" for t in THRESHOLDS)], matched),
     ]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    plot(out, agg, teachers, methods, references["retain model"])
-
-
-def best_at(agg, method, threshold):
-    """The lowest forget prob of ``method`` with retain prob ≥ ``threshold``, and its knob."""
-    ok = [
-        (p[FORGET][0], k)
-        for (m, k), p in agg.items()
-        if m == method and p[UTILITY][0] >= threshold
-    ]
-    return f"{min(ok)[0]:.3f} ({min(ok)[1]})" if ok else "–"
-
-
-def plot(out, agg, teachers, methods, goal):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for method in methods:
-        points = [(k, p) for (m, k), p in agg.items() if m == method]
-        xs = [p[UTILITY][0] for _, p in points]
-        ys = [p[FORGET][0] for _, p in points]
-        (line,) = ax.plot(xs, ys, "o", alpha=0.5)
-        front = pareto(points)
-        ax.plot(
-            [p[UTILITY][0] for _, p in front],
-            [p[FORGET][0] for _, p in front],
-            "-",
-            color=line.get_color(),
-            label=method,
-        )
-    ax.plot(
-        [m[UTILITY] for m in teachers.values()],
-        [m[FORGET] for m in teachers.values()],
-        "k^",
-        label="forget-teacher (τ)",
-    )
-    ax.plot(
-        goal[UTILITY], goal[FORGET], "k*", markersize=12, label="retain model (goal)"
-    )
-    ax.set(
-        xlabel="retain answer prob (utility, ↑)",
-        ylabel="forget answer prob (↓)",
+    plot_fronts(
+        out / "results.png",
+        {method: method_points(agg, method) for method in methods},
+        forget,
+        utility,
+        ("forget answer prob (↓)", "retain answer prob (utility, ↑)"),
+        [
+            ("forget-teacher (τ)", "k^", [_mean(m) for m in teachers.values()]),
+            ("retain model (goal)", "k*", [_mean(references["retain model"])]),
+        ],
         title="Mini-TOFU: forget vs utility, Pareto fronts",
     )
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(out / "results.png", dpi=120)
+
+
+def _mean(metrics):
+    """A single run's metrics as a point of ``forget`` / ``utility``."""
+    return (None, {c: (metrics.get(c), 0.0) for c in (FORGET, UTILITY)})
+
+
+def forget(item):
+    return item[1][FORGET][0]
+
+
+def utility(item):
+    return item[1][UTILITY][0]
+
+
+def method_points(agg, method):
+    return [(k, p) for (m, k), p in agg.items() if m == method]
+
+
+def best(agg, method, threshold):
+    """The lowest forget prob of ``method`` with retain prob ≥ ``threshold``, and its knob."""
+    item = best_at(method_points(agg, method), forget, utility, threshold)
+    return "–" if item is None else f"{forget(item):.3f} ({item[0]})"
 
 
 def preset(args):

@@ -212,8 +212,8 @@ def _summary(result):
 
 
 def references(runs, bench, base):
-    """The target (trained whenever it is missing: every point starts from it), the retain
-    model (unless scored already) and the untouched base model, scored as point files."""
+    """The target (trained whenever it is missing: every point starts from it) and the
+    retain model (unless scored already), scored as point files."""
 
     def finetune(name, data):
         runs.stage(f"finetuning the {name} model on {data} (unless it exists)")
@@ -236,7 +236,6 @@ def references(runs, bench, base):
             "retain", None if scored else finetune("retain", "retain_finetune"), retain
         ),
         "target": bench.score("target", target, {"finetune": "target"}),
-        "base": bench.score("base", base, {"pretrained": MODEL}),
     }
     return target, refs
 
@@ -297,6 +296,9 @@ def main():
         return bench.score(name, target, definition, teacher_overrides(tau))
 
     jobs = [lambda p=p: bench.unlearn(target, p) for p in points]
+    jobs.insert(
+        1, lambda: refs.update(base=bench.score("base", base, {"pretrained": MODEL}))
+    )
     jobs[2:2] = [lambda t=t: teacher(t) for t in teachers]  # after the first two points
     with ThreadPoolExecutor(args.jobs) as pool:
         for future in [pool.submit(job) for job in jobs]:
@@ -341,7 +343,7 @@ def write_results(bench, refs, teachers, points, args):
         markdown_table(
             ["method", "knob", *COLUMNS],
             [
-                *([name, "–", *cells(r["metrics"])] for name, r in refs.items()),
+                *([name, "–", *cells(r["metrics"])] for name, r in list(refs.items())),
                 *([p.method, p.label, *cells(m)] for p, m in done.items()),
             ],
         ),

@@ -22,6 +22,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import AttentionSmoothing
+from asu_plugin.workflows.calibrate import (
+    IGNORE_INDEX,
+    answer_probability,
+    label_logprobs,
+)
 from asu_plugin.workflows.runs import Runs
 from asu_plugin.workflows.tables import markdown_table
 from asu_plugin.workflows.targets import TINY_LLAMA, Setup, prepare, split_rows
@@ -34,18 +39,16 @@ POSITIONS = ((1, 1), (2, 3), (4, 8), (9, 10_000))  # answer-token positions, 1-b
 @torch.no_grad()
 def answer_token_probs(model, tokenizer, rows):
     """Per row, the probability of each answer token (eos included) given what precedes it."""
-    probs = []
+    items = []
     for row in rows:
         ids, start = encode_qa(tokenizer, row)
-        logits = model(torch.tensor([ids])).logits[0, start - 1 : -1]
-        target = torch.tensor(ids[start:])
-        probs.append(logits.log_softmax(-1)[range(len(target)), target].exp())
-    return probs
+        labels = [IGNORE_INDEX] * start + ids[start:]
+        items.append({"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)})
+    return [lp.exp() for lp in label_logprobs(model, items, tokenizer.pad_token_id)]
 
 
 def qa_prob(token_probs):
-    """The host's Q_A_Prob: mean over rows of exp(mean answer-token log-prob)."""
-    return torch.stack([p.log().mean().exp() for p in token_probs]).mean().item()
+    return answer_probability([p.log() for p in token_probs])
 
 
 def by_position(token_probs):

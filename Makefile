@@ -1,11 +1,12 @@
-# make test  — host-independent suite (+ host-integration tests when the host is installed)
+# make test  — host-independent suite (+ host-integration tests when the host is installed);
+#              -rs: every skip says why (and what to install)
 # make demo  — the offline end-to-end demo through open-unlearning (needs its checkout)
 # make host  — install open-unlearning's requirements (torch kept) into the venv
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q
 HOST ?= $(or $(OPEN_UNLEARNING_DIR),$(HOME)/open-unlearning)
-# extra pins for the test venv, e.g. PINS="transformers==4.45.1 peft==0.13.2"
+# extra pins for the test venv, e.g. PINS="transformers==4.45.1" (pip resolves the rest)
 PINS ?=
 
 .PHONY: test demo host lint
@@ -17,7 +18,7 @@ $(VENV)/.ready: pyproject.toml
 	touch $@
 
 test: $(VENV)/.ready
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 lint: $(VENV)/.ready
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

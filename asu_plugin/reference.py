@@ -4,6 +4,7 @@ A frozen copy for full fine-tuning; for a PEFT student, the student itself with 
 adapter disabled, so no copy is made.
 """
 
+import importlib
 from contextlib import ExitStack, contextmanager
 
 import torch
@@ -24,6 +25,12 @@ def add_adapter(model, peft_config):
             f"peft config needs a peft_type (e.g. LORA), got keys {sorted(config)}"
         )
     config.setdefault("task_type", "CAUSAL_LM")
+    if torch.distributed.is_available():
+        # peft >= 0.18 tests isinstance(weight, torch.distributed.tensor.DTensor) without
+        # importing that submodule: newer transformers import it with modeling_utils,
+        # 4.45.1 (the host's pin) does not, and get_peft_model raises AttributeError in
+        # any process where nothing else imported it.
+        importlib.import_module("torch.distributed.tensor")
     return get_peft_model(model, get_peft_config(config))
 
 

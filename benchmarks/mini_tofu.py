@@ -18,6 +18,7 @@ points) and ``results.png`` (forget vs utility).
 """
 
 import argparse
+import os
 import re
 import statistics
 from pathlib import Path
@@ -267,7 +268,7 @@ def best(agg, method, threshold):
 
 def preset(args):
     """The run's ``Setup`` (data, model, finetuning), device and description."""
-    tofu = {"tofu_dir": args.tofu_dir.resolve()}
+    tofu = {"tofu_dir": args.tofu_dir and args.tofu_dir.resolve()}
     if args.device == "cuda":  # the issue's recipe: memorises TOFU in ~150 s on an H100
         data = {"forget": "forget10", "num_retain_authors": 180, "num_eval_retain": 20}
         setup = Setup(
@@ -296,7 +297,9 @@ def main():
     parser.add_argument(
         "--data", choices=("generated", "tofu"), help="default generated"
     )
-    parser.add_argument("--tofu-dir", type=Path, default=Path("../shared/data/tofu"))
+    parser.add_argument(
+        "--tofu-dir", type=Path, default=os.environ.get("TOFU_DIR"), help="or TOFU_DIR"
+    )
     parser.add_argument("--retain-authors", type=int, default=18)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -311,6 +314,11 @@ def main():
     if args.device == "cuda" and args.data == "generated":
         parser.error("--device cuda runs on all 200 TOFU authors: --data tofu or none")
     args.data = args.data or ("tofu" if args.device == "cuda" else "generated")
+    if args.data == "tofu" and not (args.tofu_dir and args.tofu_dir.is_dir()):
+        parser.error(
+            f"--data tofu needs --tofu-dir or TOFU_DIR: a folder with locuslab/TOFU's "
+            f"jsonl files (got {args.tofu_dir})"
+        )
     kind = args.data if args.device == "cpu" else "tofu_all_cuda"
     results = args.results or Path(__file__).parent / "results" / "mini_tofu" / kind
     results.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from asu_plugin import Reference
 from asu_plugin.workflows.demo_data import generate, read_jsonl
 from asu_plugin.workflows.host import link_tofu, run_host, train_overrides
-from asu_plugin.workflows.tiny import PROMPT, build_tiny_llama, qa_texts
+from asu_plugin.workflows.tiny import build_tiny_llama, encode_qa, qa_texts
 
 pytestmark = pytest.mark.host
 TAU = 2.3
@@ -64,10 +64,9 @@ def qa_batch_from(tokenizer, rows):
     """Host-like QA items: loss on the answer and EOS only."""
     input_ids, labels = [], []
     for row in rows:
-        prompt = tokenizer(PROMPT.format(row["question"])).input_ids
-        answer = tokenizer(row["answer"]).input_ids + [tokenizer.eos_token_id]
-        input_ids.append(torch.tensor(prompt + answer))
-        labels.append(torch.tensor([-100] * len(prompt) + answer))
+        ids, start = encode_qa(tokenizer, row)
+        input_ids.append(torch.tensor(ids))
+        labels.append(torch.tensor([-100] * start + ids[start:]))
     pad = torch.nn.utils.rnn.pad_sequence
     input_ids = pad(input_ids, batch_first=True, padding_value=tokenizer.pad_token_id)
     return {

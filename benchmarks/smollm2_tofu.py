@@ -294,11 +294,14 @@ def main():
             runs.stage(f"evaluating the forget-teacher at τ {tau:g}")
         return bench.score(name, target, definition, teacher_overrides(tau))
 
-    jobs = [lambda p=p: bench.unlearn(target, p) for p in points]
-    jobs.insert(
-        1, lambda: refs.update(base=bench.score("base", base, {"pretrained": MODEL}))
+    # the points first; then the teachers (calibrate has their answer probabilities
+    # already) and the untouched base model
+    jobs = [lambda p=p: bench.unlearn(target, p) for p in points[:6]]
+    jobs += [lambda t=t: teacher(t) for t in teachers]
+    jobs.append(
+        lambda: refs.update(base=bench.score("base", base, {"pretrained": MODEL}))
     )
-    jobs[2:2] = [lambda t=t: teacher(t) for t in teachers]  # after the first two points
+    jobs += [lambda p=p: bench.unlearn(target, p) for p in points[6:]]
     with ThreadPoolExecutor(args.jobs) as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()

@@ -30,6 +30,7 @@ import torch
 import transformers
 from fronts import best_at, pareto, plot_fronts
 
+from asu_plugin.workflows import targets
 from asu_plugin.workflows.demo_data import read_jsonl, tofu_subset
 from asu_plugin.workflows.host import host_commit, link_tofu, teacher_overrides
 from asu_plugin.workflows.runs import Recipe, Runs
@@ -214,26 +215,14 @@ def references(runs, bench, base):
     """The target (trained whenever it is missing: every point starts from it) and the
     retain model (unless scored already), scored as point files."""
 
-    def finetune(name, data):
-        runs.stage(f"finetuning the {name} model on {data} (unless it exists)")
-        return runs.ensure_model(
-            name,
-            base,
-            [
-                "experiment=finetune/tofu/default",
-                "trainer.args.weight_decay=0.01",
-                f"data.train.TOFU_QA_full.args.hf_args.name={data}",
-            ],
-            FINETUNE,
-        )
+    def finetune(name):  # the host's TOFU finetuning with its weight decay
+        return targets.finetune(runs, name, FINETUNE, start=base, weight_decay=0.01)
 
-    target = finetune("target", "finetune")
+    target = finetune("target")
     retain = {"finetune": "retain"}
     scored = bench.record("retain", retain).is_file()
     refs = {
-        "retain": bench.score(
-            "retain", None if scored else finetune("retain", "retain_finetune"), retain
-        ),
+        "retain": bench.score("retain", None if scored else finetune("retain"), retain),
         "target": bench.score("target", target, {"finetune": "target"}),
     }
     return target, refs

@@ -64,16 +64,18 @@ def prepare(runs, setup=GENERATED, names=("target", "retain")):
     return {name: finetune(runs, name, setup.recipe) for name in names}
 
 
-def finetune(runs, name, recipe):
+def finetune(runs, name, recipe, start=None, weight_decay=0.0):
+    """``runs``' ``name`` model (target or retain), finetuned from ``start`` (default: the
+    tiny Llama) with the host's TOFU finetuning, unless it is there already."""
     split, what = MODELS[name]
     overrides = [
         "experiment=finetune/tofu/default",
         f"data.train.TOFU_QA_full.args.hf_args.name={split}",
-        "trainer.args.weight_decay=0.0",
+        f"trainer.args.weight_decay={weight_decay}",
     ]
     stage = f"finetuning the {name} model ({what}) with src/train.py"
     return runs.ensure_model(
-        name, runs.model_dir("tiny"), overrides, recipe, stage=stage
+        name, start or runs.model_dir("tiny"), overrides, recipe, stage=stage
     )
 
 

@@ -14,8 +14,9 @@ Resumable on any machine: each finished point writes ``points/<name>.json`` into
 folder (its scores, two sample forget answers, its wall time, and everything that defines it),
 small enough to commit as it appears; a rerun skips the points whose file has the same
 definition and refuses a results folder holding another one. ``results.md`` and
-``results.png`` are rewritten from the point files after every point. ``--jobs 2`` runs two
-points at once, one thread each.
+``results.png`` are rewritten from the point files after every point (``--report``: only that,
+from the committed files, without the host or a model). ``--jobs 2`` runs two points at once,
+one thread each.
 """
 
 import argparse
@@ -243,7 +244,17 @@ def main():
     parser.add_argument(
         "--limit", type=int, help="run at most the first N points of the sweep"
     )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="only rewrite results.md / results.png from the point files",
+    )
     args = parser.parse_args()
+    if args.limit is not None and not 1 <= args.limit <= len(POINTS):
+        parser.error(f"--limit must be in 1..{len(POINTS)}, got {args.limit}")
+    points = POINTS[: args.limit]
+    if args.report:
+        return report(args.results.resolve(), points, args)
     if args.tofu_dir is None or not (args.tofu_dir / "forget01.jsonl").is_file():
         parser.error(
             f"--tofu-dir {args.tofu_dir} holds no TOFU jsonl files (forget01.jsonl …): "
@@ -264,18 +275,7 @@ def main():
         read_jsonl(runs.out / "data" / "forget10_perturbed.jsonl"),
     )
     target, refs = references(runs, bench, base)
-    points = POINTS[: args.limit]
-    taus = dict.fromkeys(  # in the order the points use them
-        p.method_args["temperature"] for p in points if "temperature" in p.method_args
-    )
-    teachers = [
-        (
-            tau,
-            f"teacher_t{tau:g}".replace(".", "p"),
-            {"temperature": tau, "layers": "all"},
-        )
-        for tau in taus
-    ]
+    teachers = teacher_points(points)
 
     def teacher(item):
         tau, name, definition = item
@@ -298,13 +298,44 @@ def main():
     runs.stage(f"wrote {bench.results / 'results.md'}")
 
 
+def teacher_points(points):
+    """(τ, name, definition) of the forget-teacher at each τ the points use, in that order."""
+    taus = dict.fromkeys(
+        p.method_args["temperature"] for p in points if "temperature" in p.method_args
+    )
+    return [
+        (
+            tau,
+            f"teacher_t{tau:g}".replace(".", "p"),
+            {"temperature": tau, "layers": "all"},
+        )
+        for tau in taus
+    ]
+
+
+def report(results, points, args):
+    """Rewrite the results from the point files alone (no host run, no model)."""
+    read = lambda name: json.loads((results / "points" / f"{name}.json").read_text())  # noqa: E731
+    refs = {
+        name: read(name)
+        for name in ("target", "retain", "base")
+        if (results / "points" / f"{name}.json").is_file()
+    }
+    if {"target", "retain"} - set(refs):
+        raise SystemExit(
+            f"{results / 'points'} has no target and retain model scores yet"
+        )
+    bench = Bench(None, results, refs["target"]["setup"], [])
+    write_results(bench, refs, teacher_points(points), points, args)
+
+
 def write_results(bench, refs, teachers, points, args):
     """results.md and results.png from the point files written so far."""
-    done = {}
+    done = []  # (point, metrics)
     for point in points:
         path = bench.results / "points" / f"{point.name}.json"
         if path.is_file():
-            done[point] = json.loads(path.read_text())["metrics"]
+            done.append((point, json.loads(path.read_text())["metrics"]))
     teacher_scores = {}
     for tau, name, _ in teachers:
         path = bench.results / "points" / f"{name}.json"
@@ -335,7 +366,7 @@ def write_results(bench, refs, teachers, points, args):
             ["method", "knob", *COLUMNS],
             [
                 *([name, "–", *cells(r["metrics"])] for name, r in list(refs.items())),
-                *([p.method, p.label, *cells(m)] for p, m in done.items()),
+                *([p.method, p.label, *cells(m)] for p, m in done),
             ],
         ),
         "\n## Forget-teacher (the target with attention temperature τ, all layers)\n",
@@ -345,7 +376,7 @@ def write_results(bench, refs, teachers, points, args):
     ]
     forget, utility = (lambda kv: kv[1][FORGET]), (lambda kv: kv[1][UTILITY])
     methods = {}
-    for point, metrics in done.items():
+    for point, metrics in done:
         methods.setdefault(point.method, []).append((point, metrics))
     lines.append(f"\n## Pareto fronts ({FORGET} ↓, {UTILITY} ↑)\n")
     for method, items in methods.items():
@@ -377,14 +408,15 @@ def write_results(bench, refs, teachers, points, args):
         "\n## Sample forget answers (each method's lowest-forget point at ≥ 0.9× the "
         "target's utility, else its lowest-forget point)\n",
     ]
+    chosen = {"target (before unlearning)": refs["target"]}
     for method, items in methods.items():
-        chosen = best_at(items, forget, utility, 0.9 * target_utility) or min(
+        point, _ = best_at(items, forget, utility, 0.9 * target_utility) or min(
             items, key=forget
         )
-        result = json.loads(
-            (bench.results / "points" / f"{chosen[0].name}.json").read_text()
-        )
-        lines.append(f"**{method} {chosen[0].label}**\n")
+        path = bench.results / "points" / f"{point.name}.json"
+        chosen[f"{method} {point.label}"] = json.loads(path.read_text())
+    for title, result in chosen.items():
+        lines.append(f"**{title}**\n")
         for sample in result["samples"]:
             lines.append(
                 f"- Q: {sample['question']}\n  - truth: {sample['answer']}\n"

@@ -196,8 +196,9 @@ class Bench:
 
     def unlearn(self, target, point):
         definition = point._asdict()
-        if self.record(point.name, definition).is_file():
-            return json.loads(self.record(point.name, definition).read_text())
+        path = self.record(point.name, definition)
+        if path.is_file():
+            return json.loads(path.read_text())
         self.runs.stage(f"{point.method} {point.label}")
         start = time.time()
         recipe = Recipe(UNLEARN_EPOCHS, point.lr, UNLEARN_BATCH)

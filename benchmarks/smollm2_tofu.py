@@ -106,7 +106,8 @@ def asu(method, temperature, lr=3e-5, alpha=1):
 
 
 # most telling first: a stopped run has compared ASU at the calibrated τ (2, by
-# asu_plugin.workflows.calibrate on the target) and the paper's 2.3 with every baseline
+# asu_plugin.workflows.calibrate on the target) and the paper's 2.3 with every baseline,
+# then the τ grid below the calibrated one and the baselines at a larger learning rate
 POINTS = [
     asu("ASU_KL", 2.0),
     Point("GradDiff", 3e-5, {}),
@@ -114,12 +115,12 @@ POINTS = [
     Point("NPO", 3e-5, {}),
     Point("SimNPO", 3e-5, {}),
     Point("UNDIAL", 3e-5, {}),
-    asu("ASU_GD", 2.0),
     asu("ASU_KL", 1.5),
     asu("ASU_KL", 1.75),
-    asu("ASU_KL", 2.0, lr=1e-4),
     Point("GradDiff", 1e-4, {}),
     Point("NPO", 1e-4, {}),
+    asu("ASU_KL", 2.0, lr=1e-4),
+    asu("ASU_GD", 2.0),
     Point("SimNPO", 1e-4, {}),
     Point("UNDIAL", 1e-4, {}),
     asu("ASU_KL", 2.0, alpha=3),
@@ -127,6 +128,7 @@ POINTS = [
     Point("SimNPO", 3e-5, {"beta": 2}),
     Point("UNDIAL", 3e-5, {"beta": 30}),
 ]
+BEFORE_TEACHERS = 11  # points run before the teachers and the base model are evaluated
 
 
 def setup(host):
@@ -286,12 +288,12 @@ def main():
 
     # the points first; then the teachers (calibrate has their answer probabilities
     # already) and the untouched base model
-    jobs = [lambda p=p: bench.unlearn(target, p) for p in points[:6]]
+    jobs = [lambda p=p: bench.unlearn(target, p) for p in points[:BEFORE_TEACHERS]]
     jobs += [lambda t=t: teacher(t) for t in teachers]
     jobs.append(
         lambda: refs.update(base=bench.score("base", base, {"pretrained": MODEL}))
     )
-    jobs += [lambda p=p: bench.unlearn(target, p) for p in points[6:]]
+    jobs += [lambda p=p: bench.unlearn(target, p) for p in points[BEFORE_TEACHERS:]]
     with ThreadPoolExecutor(args.jobs) as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()

@@ -69,6 +69,40 @@ def qa_batch(batch_size=3, seq_len=12, vocab_size=96, seed=0):
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+# src/train.py copies the start model, noting max_steps; src/eval.py scores by τ, or by the
+# model's "prob" file plus its steps / 100; both keep their overrides
+FAKE_SCRIPT = """
+import json, shutil, sys
+from pathlib import Path
+args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a and a[0] != "-")
+out = Path(args["paths.output_dir"])
+model = Path(args["model.model_args.pretrained_model_name_or_path"])
+if {fail}:
+    sys.exit("fake failure")
+if "{script}" == "train.py":
+    shutil.copytree(model, out)
+    (out / "steps").write_text(args.get("++trainer.args.max_steps", "0"))
+else:
+    out.mkdir(parents=True)
+    prob = 1 / float(args.get("+model.model_args.attention_temperature", 1))
+    if (model / "prob").is_file():
+        prob = float((model / "prob").read_text())
+        prob += int((model / "steps").read_text()) / 100 if (model / "steps").is_file() else 0
+    logs = {{"forget_Q_A_Prob": {{"agg_value": prob}}}}
+    (out / "TOFU_EVAL.json").write_text(json.dumps(logs))
+(out / "overrides.json").write_text(json.dumps(sys.argv[1:]))
+"""
+
+
+def fake_host(path, fail=False):
+    """A host checkout whose src/train.py and src/eval.py are FAKE_SCRIPT."""
+    (path / "src").mkdir(parents=True)
+    for script in ("train.py", "eval.py"):
+        text = FAKE_SCRIPT.format(script=script, fail=fail)
+        (path / "src" / script).write_text(text)
+    return path
+
+
 HOST_REQUIREMENTS = (
     "accelerate",
     "deepspeed",

@@ -9,31 +9,7 @@ from asu_plugin.workflows.demo import Knobs, main, run_demo
 from asu_plugin.workflows.runs import RecordMismatch, Runs
 from asu_plugin.workflows.targets import TINY_LLAMA, Setup, prepare
 
-# src/train.py copies the start model; src/eval.py scores by τ; both keep their overrides
-FAKE_SCRIPT = """
-import json, shutil, sys
-from pathlib import Path
-args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a and a[0] != "-")
-out = Path(args["paths.output_dir"])
-if {fail}:
-    sys.exit("fake failure")
-if "{script}" == "train.py":
-    shutil.copytree(args["model.model_args.pretrained_model_name_or_path"], out)
-else:
-    out.mkdir(parents=True)
-    prob = 1 / float(args.get("+model.model_args.attention_temperature", 1))
-    logs = {{"forget_Q_A_Prob": {{"agg_value": prob}}}}
-    (out / "TOFU_EVAL.json").write_text(json.dumps(logs))
-(out / "overrides.json").write_text(json.dumps(sys.argv[1:]))
-"""
-
-
-def fake_host(path, fail=False):
-    (path / "src").mkdir(parents=True)
-    for script in ("train.py", "eval.py"):
-        text = FAKE_SCRIPT.format(script=script, fail=fail)
-        (path / "src" / script).write_text(text)
-    return path
+from conftest import fake_host
 
 
 def overrides(folder):

@@ -1,8 +1,10 @@
 """Attention smoothing: raise the softmax temperature of a causal LM's attention.
 
-Scores become ``q·kᵀ / (τ·√d)``. The query projection output is scaled by ``1/τ``
-(RoPE is linear, so this equals dividing the scores), which works on every
-transformers version and keeps sdpa / flash-attention kernels.
+Scores become ``q·kᵀ / (τ·√d)``. The queries are scaled by ``1/τ`` where they leave
+their last non-linear step: the query projection's output, or the query norm's in
+QK-norm models (Qwen3, Gemma-3, OLMo-2, ...). RoPE is linear, so this equals dividing
+the scores; it works on every transformers version and keeps sdpa / flash-attention
+kernels.
 """
 
 import math
@@ -41,11 +43,6 @@ def check_temperature(temperature) -> float:
 def _query_projection(attn: nn.Module, config) -> tuple[nn.Module, int | None]:
     """The module whose output holds the queries, and the query width if fused."""
     name = type(attn).__name__
-    if any(getattr(attn, norm, None) is not None for norm in _QUERY_NORMS):
-        raise ValueError(
-            f"{name} normalises queries after projection (QK-norm), which would undo "
-            "the query scaling; attention smoothing does not support this model"
-        )
     if getattr(config, "pretraining_tp", 1) > 1:
         raise ValueError(
             f"pretraining_tp={config.pretraining_tp} computes queries from weight "
@@ -60,6 +57,9 @@ def _query_projection(attn: nn.Module, config) -> tuple[nn.Module, int | None]:
             f"in {config._attn_implementation} attention, so a query scale is not a "
             "softmax temperature; attention smoothing does not support this model"
         )
+    for norm in _QUERY_NORMS:  # QK-norm: a scale before it would be normalised away
+        if isinstance(getattr(attn, norm, None), nn.Module):
+            return getattr(attn, norm), None
     if isinstance(getattr(attn, "q_proj", None), nn.Module):
         return attn.q_proj, None
     if isinstance(getattr(attn, "qkv_proj", None), nn.Module):  # Phi-3: [q | k | v]

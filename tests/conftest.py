@@ -31,6 +31,16 @@ FAMILIES = {
     "gemma": ("GemmaConfig", {"head_dim": 8}),
     "phi3": ("Phi3Config", {}),
     "phi": ("PhiConfig", {}),  # phi-1.5: partial rotary, dense attention output
+    # QK-norm: the queries are normalised after projection, per head or whole
+    # one head: 4.45.1's phi applies its head-sized query norm before the head split
+    "phi-qk": (
+        "PhiConfig",
+        {"qk_layernorm": True, "num_attention_heads": 1, "num_key_value_heads": 1},
+    ),
+    "cohere-qk": ("CohereConfig", {"use_qk_norm": True}),
+    "qwen3": ("Qwen3Config", {"head_dim": 8}),
+    "gemma3": ("Gemma3TextConfig", {"head_dim": 8}),
+    "olmo2": ("Olmo2Config", {}),
 }
 
 

@@ -211,6 +211,6 @@ def test_batch_without_forget_or_retain_is_refused(host_src, tmp_path, missing):
 
 
 def test_unsupported_model_fails_at_construction(host_src, tmp_path):
-    model = tiny_model("phi", qk_layernorm=True)
-    with pytest.raises(ValueError, match="QK-norm"):
+    model = tiny_model("llama", pretraining_tp=2)
+    with pytest.raises(ValueError, match="pretraining_tp=2"):
         build_trainer(host_src, tmp_path, model)

@@ -288,4 +288,6 @@ def test_relearning_through_the_real_host(host, tmp_path):
     assert after["agg_value"] != before["agg_value"]
     assert scored["target_steps2"]["forget_quality"]["agg_value"] is not None
     assert not (out / "target_steps2").exists()
-    assert "| target | 2 |" in (out / "results.md").read_text()
+    results = (out / "results.md").read_text()
+    assert "| target | 2 |" in results
+    assert "Command: `python -m asu_plugin.workflows.relearn task_name=tiny " in results

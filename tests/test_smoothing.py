@@ -1,13 +1,17 @@
 """Attention smoothing against an explicit softmax(q·kᵀ/(τ√d)) reference."""
 
+import re
+from pathlib import Path
 from unittest import mock
 
 import pytest
 import torch
+import transformers
 from omegaconf import OmegaConf
 
 from asu_plugin import AttentionSmoothing, smooth_attention
 from asu_plugin.models import AttentionSmoothedForCausalLM
+from asu_plugin.workflows.tables import markdown_table
 
 from conftest import FAMILIES, TINY, qa_batch, tiny_model
 
@@ -136,26 +140,82 @@ def test_bad_layers(layers, message):
         AttentionSmoothing(tiny_model("llama"), TAU, layers)
 
 
-@pytest.mark.parametrize(
-    "family, attn, overrides, message",
-    [
-        ("phi", "sdpa", {"qk_layernorm": True}, "QK-norm"),
-        ("Qwen3Config", "sdpa", {"head_dim": 8}, "QK-norm"),
-        ("llama", "eager", {"pretraining_tp": 2}, "pretraining_tp=2"),
-        ("Gemma2Config", "eager", {"head_dim": 8}, "attn_logit_softcapping"),
-        ("GPTNeoXConfig", "eager", {}, "neither q_proj nor qkv_proj"),
-        (
-            "GPT2Config",
-            "eager",
-            {"n_embd": 32, "n_layer": 2, "n_head": 4},
-            "no attention layers",
-        ),
-    ],
-)
-def test_unsupported_models_are_refused(family, attn, overrides, message):
+# The README's tables of model families (test_readme_lists_the_families_tested_here).
+# Smoothed: the FAMILIES key, where the queries are scaled, whether 4.45.1 has it.
+SMOOTHED = {
+    "Llama": ("llama", "q_proj", True),
+    "Qwen2": ("qwen2", "q_proj", True),
+    "Mistral": ("mistral", "q_proj", True),
+    "Gemma": ("gemma", "q_proj", True),
+    "Phi-3": ("phi3", "qkv_proj", True),  # its query slice
+    "phi-1.5": ("phi", "q_proj", True),
+    "phi-1.5 with qk_layernorm": ("phi-qk", "q_layernorm", True),
+    "Cohere with use_qk_norm": ("cohere-qk", "q_norm", True),
+    "Qwen3": ("qwen3", "q_norm", False),
+    "Gemma-3": ("gemma3", "q_norm", False),
+    "OLMo-2": ("olmo2", "q_norm", False),
+}
+# Refused: config class, attention, config overrides, the reason the error gives.
+REFUSED = {
+    "Gemma-2, eager attention": (
+        "Gemma2Config", "eager", {"head_dim": 8},
+        "soft-caps scores in eager attention, so a query scale is not a softmax temperature",
+    ),
+    "Llama with pretraining_tp > 1": (
+        "llama", "eager", {"pretraining_tp": 2},
+        "computes queries from weight slices outside q_proj",
+    ),
+    "GPT-NeoX": ("GPTNeoXConfig", "eager", {}, "has neither q_proj nor qkv_proj"),
+    "GPT-2": (
+        "GPT2Config", "eager", {"n_embd": 32, "n_layer": 2, "n_head": 4},
+        "found no attention layers with a layer_idx",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SMOOTHED)
+def test_queries_are_scaled_where_the_table_says(name):
+    family, module, in_4_45 = SMOOTHED[name]
+    if transformers.__version__ == "4.45.1":  # the table's transformers column
+        assert hasattr(transformers, FAMILIES[family][0]) == in_4_45
+    model = tiny_model(family, "sdpa")
+    names = {m: n.rsplit(".", 1)[-1] for n, m in model.named_modules()}
+    targets = AttentionSmoothing(model, TAU)._targets
+    assert {names[proj] for proj, _ in targets} == {module}
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_unsupported_models_are_refused(name):
+    family, attn, overrides, message = REFUSED[name]
     model = tiny_model(family, attn, **overrides)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         AttentionSmoothing(model, TAU)
+
+
+def family_tables():
+    smoothed = markdown_table(
+        ["model family", "transformers config", "queries scaled at", "tested on"],
+        [
+            [
+                name,
+                f"`{FAMILIES[family][0]}`",
+                f"`{module}`",
+                "4.45.1, newest" if in_4_45 else "newest (not in 4.45.1)",
+            ]
+            for name, (family, module, in_4_45) in SMOOTHED.items()
+        ],
+    )
+    refused = markdown_table(
+        ["model family", "refused: the error says"],
+        [[name, reason] for name, (*_, reason) in REFUSED.items()],
+    )
+    return smoothed, refused
+
+
+def test_readme_lists_the_families_tested_here():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for table in family_tables():
+        assert table in readme, f"README.md lacks this table:\n{table}"
 
 
 def test_softcapped_model_is_smoothed_under_sdpa():

@@ -20,10 +20,12 @@ import hashlib
 import json
 import math
 import re
+import shlex
 import shutil
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from asu_plugin.workflows.demo_data import read_jsonl, write
@@ -185,8 +187,10 @@ def order(cfg):
     return points
 
 
-def run_relearn(cfg, runs, data):
-    """Every ``order(cfg)`` point not finished yet in ``runs``; the finished rows."""
+def run_relearn(cfg, runs, data, command=""):
+    """Every ``order(cfg)`` point not finished yet in ``runs``; the finished rows.
+
+    ``command`` (the command line) heads ``results.md``."""
     runs.claim(setup_record(cfg, data, host_commit(runs.host)))
     recipe = Recipe(epochs=1, lr=cfg.learning_rate, batch_size=cfg.batch_size)
     paths, rows = model_paths(cfg), []
@@ -209,11 +213,11 @@ def run_relearn(cfg, runs, data):
             if steps and not cfg.keep_models:
                 shutil.rmtree(start)
         rows.append({**record, **scores(folder)["metrics"]})
-        write_results(runs.out, cfg, data, rows)
+        write_results(runs.out, cfg, data, rows, command)
     return rows
 
 
-def write_results(out, cfg, data, rows):
+def write_results(out, cfg, data, rows, command=""):
     """``results.md`` (a row per model and steps) and ``results.png`` (PLOTTED vs steps)."""
     import matplotlib
 
@@ -230,7 +234,8 @@ def write_results(out, cfg, data, rows):
     names = split_names(cfg.forget_split)
     (out / "results.md").write_text(
         f"# Relearning attack: {cfg.task_name}\n\n"
-        f"Finetuned on {sizes[names['relearn']]} questions of {cfg.forget_split} "
+        + (f"Command: `{command}`\n\n" if command else "")
+        + f"Finetuned on {sizes[names['relearn']]} questions of {cfg.forget_split} "
         f"(learning rate {cfg.learning_rate:g}, constant; batch {cfg.batch_size}); "
         f"scored on the other {sizes[names['heldout']]}.\n\n{table}\n"
     )
@@ -271,7 +276,11 @@ def main(cfg):
         )
         link_tofu(out, out / "data")
         runs = Runs(out, cfg.host_dir, cfg.device, cfg.model_config, quiet=True)
-        run_relearn(cfg, runs, data)
+        overrides = HydraConfig.get().overrides.task
+        command = shlex.join(
+            ["python", "-m", "asu_plugin.workflows.relearn", *overrides]
+        )
+        run_relearn(cfg, runs, data, command)
     except (ValueError, HostRunError) as error:
         raise SystemExit(f"relearn stopped: {error}") from None
     print(f"results: {out / 'results.md'}, {out / 'results.png'}")

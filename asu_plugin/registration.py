@@ -6,7 +6,7 @@ open-unlearning's ``src/``), so it is safe to call from any Hydra application.
 
 import sys
 
-TRAINERS = ("ASU_GD", "ASU_KL")
+TRAINERS = ("ASU_GD", "ASU_KL", "ASU_RMU")
 MODEL_HANDLERS = ("AttentionSmoothedForCausalLM",)
 
 

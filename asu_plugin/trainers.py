@@ -2,6 +2,7 @@
 
 import torch
 from trainer.unlearn.grad_diff import GradDiff
+from trainer.unlearn.rmu import RMU
 
 from asu_plugin.losses import check_forget_weight
 from asu_plugin.reference import Reference, add_adapter
@@ -106,3 +107,40 @@ class ASU_KL(ASU_GD):
 
     def __init__(self, retain_loss_type="KL", *args, **kwargs):
         super().__init__(*args, retain_loss_type=retain_loss_type, **kwargs)
+
+
+# RMU's loss: compute_unlearn_loss after the host's transformers-4.51 port, else compute_loss
+_RMU_LOSS = getattr(RMU, "compute_unlearn_loss", RMU.compute_loss)
+
+
+class ASU_RMU(RMU):
+    """Representation-level ASU (the paper's WMDP variant): RMU with its random control
+    vector replaced by the forget-teacher's activations.
+
+    Forget: MSE between the student's ``module_regex`` output on forget text and the frozen
+    model's with attention temperature τ (on ``layers``; None: all). Retain and the
+    trainable-parameter selection are RMU's. At τ = 1 the target is the frozen model itself.
+    """
+
+    def __init__(self, temperature=100.0, layers=None, *args, **kwargs):
+        if kwargs.get("model") is not None:  # fail before the frozen copy is made
+            AttentionSmoothing(kwargs["model"], temperature, layers)
+        super().__init__(*args, **kwargs)
+        self.teacher = AttentionSmoothing(self.ref_model, temperature, layers)
+        self._forget_inputs = None
+
+    def get_control_vector(self, dim):
+        """The forget-teacher's activations at ``module_regex`` on this step's forget batch."""
+        with self.teacher:
+            target, _ = self.forward_with_cache(
+                self.ref_model, self._forget_inputs, self.ref_module, no_grad=True
+            )
+        return target
+
+    def compute_unlearn_loss(self, model, inputs, *args, **kwargs):
+        forget_inputs = _lm_inputs(inputs, "forget")
+        self._forget_inputs = {k: forget_inputs[k] for k in LM_KEYS[:2]}
+        return _RMU_LOSS(self, model, inputs, *args, **kwargs)
+
+    if not hasattr(RMU, "compute_unlearn_loss"):
+        compute_loss = compute_unlearn_loss

@@ -34,12 +34,12 @@ def test_every_run_script_command_composes_in_the_host(host, tmp_path):
     commands = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
     train = [c for c in commands if "src/train.py" in c]
     assert (
-        len(train) == 9 and len(commands) == 18
-    )  # 6 TOFU + 2 MUSE + WMDP; evals; continual
+        len(train) == 10 and len(commands) == 19
+    )  # 6 TOFU + 2 MUSE + 2 WMDP; evals; continual
     handlers = re.findall(r"^  handler: (\S+)$", result.stdout, re.MULTILINE)
-    assert handlers == ["ASU_GD"] * 3 + ["ASU_KL"] * 3 + ["ASU_KL"] * 3
+    assert handlers == ["ASU_GD"] * 3 + ["ASU_KL"] * 6 + ["ASU_RMU"]
     temperatures = re.findall(r"^    temperature: (\S+)$", result.stdout, re.MULTILINE)
-    assert temperatures == ["2.3"] * 6 + ["2.0", "2.35", "2.0"]
+    assert temperatures == ["2.3"] * 6 + ["2.0", "2.35", "2.0", "100.0"]
     continual = result.stdout[
         result.stdout.index("+ python -m asu_plugin.workflows.continual") :
     ]

@@ -11,12 +11,12 @@ CONFIGS = ROOT / "configs"
 BENCHMARKS = ("tofu", "muse", "wmdp")
 
 
-def asu_init_args():
+def asu_init_args(trainer="ASU_GD"):
     tree = ast.parse((ROOT / "asu_plugin" / "trainers.py").read_text())
     init = next(
         node
         for cls in tree.body
-        if isinstance(cls, ast.ClassDef) and cls.name == "ASU_GD"
+        if isinstance(cls, ast.ClassDef) and cls.name == trainer
         for node in cls.body
         if isinstance(node, ast.FunctionDef) and node.name == "__init__"
     )
@@ -31,6 +31,7 @@ def test_layout_matches_the_host():
     assert sorted(p.name for p in (CONFIGS / "trainer").iterdir()) == [
         "ASU_GD.yaml",
         "ASU_KL.yaml",
+        "ASU_RMU.yaml",
     ]
     for bench in BENCHMARKS:
         assert (CONFIGS / "experiment" / "unlearn" / bench / "asu.yaml").is_file()
@@ -69,3 +70,23 @@ def test_experiments_are_global_and_use_asu(bench, temperature, alpha):
     method_args = cfg["trainer"]["method_args"]
     assert set(method_args) <= asu_init_args()
     assert (method_args["temperature"], method_args["alpha"]) == (temperature, alpha)
+
+
+def test_asu_rmu_is_the_hosts_rmu_with_the_teacher_knobs():
+    trainer = load(CONFIGS / "trainer" / "ASU_RMU.yaml")
+    assert trainer == {
+        "defaults": ["RMU"],
+        "handler": "ASU_RMU",
+        "method_args": {"temperature": 100.0, "layers": None},
+    }
+    assert set(trainer["method_args"]) == asu_init_args("ASU_RMU")
+    path = CONFIGS / "experiment" / "unlearn" / "wmdp" / "asu_rmu.yaml"
+    assert "# @package _global_" in path.read_text().splitlines()
+    cfg = load(path)
+    assert cfg["defaults"] == [
+        "/experiment/unlearn/wmdp/default",
+        {"override /trainer": "ASU_RMU"},
+    ]
+    method_args = cfg["trainer"]["method_args"]
+    assert (method_args["temperature"], method_args["alpha"]) == (100.0, 100)
+    assert method_args["module_regex"] == r"model\.layers\.7"

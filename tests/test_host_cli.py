@@ -210,3 +210,36 @@ def test_eval_scores_the_smoothed_teacher(host, run_dir, tiny):
         ],
     )
     assert smoothed != pytest.approx(plain, rel=1e-3)
+
+
+def test_asu_rmu_trains_through_the_host_on_wmdp_shaped_text(host, run_dir, tiny):
+    """The WMDP experiment with ASU_RMU on forget / retain text corpora made here."""
+    corpora = {}
+    for part, name in (("forget", "forget10"), ("retain", "retain90")):
+        corpora[part] = run_dir / f"wmdp-{part}-corpus.jsonl"
+        rows = [
+            {"text": f"{r['question']} {r['answer']}"} for r in split(run_dir, name)
+        ]
+        corpora[part].write_text("".join(json.dumps(row) + "\n" for row in rows))
+    task = "wmdp_asu_rmu"
+    overrides = [
+        "--config-name=unlearn.yaml",
+        "experiment=unlearn/wmdp/asu_rmu",
+        f"task_name={task}",
+        *model_overrides(tiny),
+        *(o for o in train_overrides() if "warmup_epochs" not in o),  # RMU has none
+        *(f"trainer.args.{k}" for k in ("do_eval=false", "eval_on_start=false")),
+        "trainer.args.eval_strategy=no",
+        "trainer.args.max_steps=3",
+        "trainer.method_args.module_regex=model.layers.1",
+        "trainer.method_args.trainable_params_regex=['model.layers.(0|1).mlp.down_proj.weight']",
+        f"data.forget.WMDP_forget.args.hf_args.data_files={corpora['forget']}",
+        f"data.retain.WMDP_retain.args.hf_args.data_files={corpora['retain']}",
+        f"paths.root_dir={run_dir}",
+    ]
+    check(run_host(host, "train.py", overrides, run_dir, capture_output=True))
+
+    before = AutoModelForCausalLM.from_pretrained(tiny).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(run_dir / "saves" / "unlearn" / task)
+    moved = {k for k, v in after.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1)}

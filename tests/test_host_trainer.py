@@ -85,17 +85,20 @@ def build_trainer(
 
 def test_registries_hold_asu(host_src):
     from asu_plugin.models import AttentionSmoothedForCausalLM
-    from asu_plugin.trainers import ASU_GD, ASU_KL
+    from asu_plugin.trainers import ASU_GD, ASU_KL, ASU_RMU
 
     assert host_src.trainer.TRAINER_REGISTRY["ASU_GD"] is ASU_GD
     assert host_src.trainer.TRAINER_REGISTRY["ASU_KL"] is ASU_KL
+    assert host_src.trainer.TRAINER_REGISTRY["ASU_RMU"] is ASU_RMU
     assert (
         host_src.model.MODEL_REGISTRY["AttentionSmoothedForCausalLM"]
         is AttentionSmoothedForCausalLM
     )
     from trainer.unlearn.grad_diff import GradDiff
+    from trainer.unlearn.rmu import RMU
 
     assert issubclass(ASU_KL, ASU_GD) and issubclass(ASU_GD, GradDiff)
+    assert issubclass(ASU_RMU, RMU)
 
 
 def test_one_frozen_copy_serves_teacher_and_retain_reference(host_src, tmp_path):
@@ -214,3 +217,80 @@ def test_unsupported_model_fails_at_construction(host_src, tmp_path):
     model = tiny_model("llama", pretraining_tp=2)
     with pytest.raises(ValueError, match="pretraining_tp=2"):
         build_trainer(host_src, tmp_path, model)
+
+
+# ASU_RMU on the tiny 3-layer Llama: activations of layer 1, layers 0-1 down_proj train
+RMU_ARGS = {
+    "module_regex": r"model\.layers\.1",
+    "trainable_params_regex": [r"model\.layers\.(0|1)\.mlp\.down_proj\.weight"],
+    "retain_loss_type": "EMBED_DIFF",
+    "gamma": 1.0,
+}
+
+
+def rmu_trainer(host_src, tmp_path, temperature=2.3, alpha=1.0, **args):
+    method_args = {**RMU_ARGS, "temperature": temperature, "alpha": alpha}
+    model = tiny_model("llama")
+    return build_trainer(host_src, tmp_path, model, "ASU_RMU", method_args, **args)
+
+
+def tempered_hidden_states(inputs, temperature, layer):
+    """Layer ``layer``'s output of the frozen model with softmax(scores / τ) everywhere."""
+    from unittest import mock
+
+    model = tiny_model("llama")  # the same weights as the trainer's
+    softmax = torch.nn.functional.softmax
+
+    def tempered(scores, *args, **kwargs):
+        return softmax(scores / temperature, *args, **kwargs)
+
+    with mock.patch("torch.nn.functional.softmax", tempered), torch.no_grad():
+        states = model(**inputs, output_hidden_states=True).hidden_states
+    return states[layer + 1]
+
+
+def test_asu_rmu_target_is_the_smoothed_frozen_models_activation(host_src, tmp_path):
+    trainer = rmu_trainer(host_src, tmp_path)
+    batch = qa_batch()
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    trainer._forget_inputs = inputs
+    target = trainer.get_control_vector(32)
+    expected = tempered_hidden_states(inputs, 2.3, layer=1)
+    valid = batch["attention_mask"].bool()
+    torch.testing.assert_close(target[valid], expected[valid], atol=1e-5, rtol=0)
+    plain = tempered_hidden_states(inputs, 1.0, layer=1)
+    assert (target[valid] - plain[valid]).abs().max() > 1e-3
+    assert not trainer.teacher.active
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.3])
+def test_asu_rmu_forget_loss_at_step_0_is_zero_only_at_temperature_1(
+    host_src, tmp_path, temperature
+):
+    trainer = rmu_trainer(
+        host_src, tmp_path, temperature, alpha=0.0
+    )  # forget term only
+    batch = qa_batch()
+    loss = trainer.compute_unlearn_loss(
+        trainer.model, {"forget": batch, "retain": batch}
+    )
+    assert (loss.item() == 0.0) == (temperature == 1.0)
+
+
+def test_asu_rmu_trains_only_the_selected_parameters_and_its_loss_falls(
+    host_src, tmp_path
+):
+    trainer = rmu_trainer(host_src, tmp_path, max_steps=6, logging_steps=1)
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    moved = {
+        k for k, v in trainer.model.state_dict().items() if not torch.equal(v, start[k])
+    }
+    assert moved == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1)}
+    for k, v in trainer.ref_model.state_dict().items():
+        assert torch.equal(v, start[k]), k
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert len(losses) == 6
+    assert all(
+        later < earlier for earlier, later in zip(losses, losses[1:], strict=False)
+    )

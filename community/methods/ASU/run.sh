@@ -85,6 +85,11 @@ done
 run python src/train.py --config-name=unlearn.yaml \
     experiment=unlearn/wmdp/asu \
     task_name=wmdp_zephyr-7b-beta_cyber_ASU_KL
+# Representation-level ASU, the paper's WMDP variant: RMU with the forget-teacher's layer-7
+# activations as the forget target (the release's settings: τ 100, retain weight 100, 80 steps).
+run python src/train.py --config-name=unlearn.yaml \
+    experiment=unlearn/wmdp/asu_rmu \
+    task_name=wmdp_zephyr-7b-beta_cyber_ASU_RMU
 
 ##################################### Continual TOFU #######################################
 # Requests applied one after another, each from the previous model (teacher re-taken).

@@ -68,6 +68,14 @@ class ASU_GD(GradDiff):
     def _prepare_ref_model(self, model):
         return model if self.uses_adapter else super()._prepare_ref_model(model)
 
+    def create_optimizer(self):
+        """The host's optimizer without empty parameter groups: an adapter has nothing
+        exempt from weight decay, and ZeRO-3 drops the empty group after the learning-rate
+        scheduler has counted it (its first step then fails)."""
+        optimizer = super().create_optimizer()
+        optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+        return optimizer
+
     def compute_retain_loss(self, model, retain_inputs):
         if self.retain_loss_type == "KL":
             return self.reference.kl(model, retain_inputs, smoothed=False)[0]
@@ -90,9 +98,11 @@ class ASU_GD(GradDiff):
         return (loss, forget_outputs) if return_outputs else loss
 
     def log(self, logs, *args, **kwargs):
-        """Adds the mean forget KL and retain loss since the last log to the loss log."""
+        """Adds the mean forget KL and retain loss since the last log to the loss log
+        (means over the processes too, as the host's loss is)."""
         if "loss" in logs and self._loss_count:
-            forget_kl, retain_loss = (self._loss_sums / self._loss_count).tolist()
+            means = self._loss_sums / self._loss_count
+            forget_kl, retain_loss = self.accelerator.reduce(means, "mean").tolist()
             logs = {**logs, "forget_kl": forget_kl, "retain_loss": retain_loss}
             self._loss_sums, self._loss_count = 0.0, 0
         super().log(logs, *args, **kwargs)

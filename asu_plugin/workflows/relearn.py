@@ -146,11 +146,8 @@ def setup_record(cfg, data, host_version):
         "tokenizer", "learning_rate", "batch_size", "drop_metrics", "train_overrides",
         "eval_overrides", "device",
     )  # fmt: skip
-    return {
-        **{key: OmegaConf.to_container(cfg, resolve=True)[key] for key in fields},
-        "data": data,
-        "host": host_version,
-    }
+    values = OmegaConf.to_container(cfg, resolve=True)
+    return {**{key: values[key] for key in fields}, "data": data, "host": host_version}
 
 
 def train_overrides(cfg, steps):

@@ -226,10 +226,12 @@ def references(runs, bench, base):
     target = finetune("target")
     definition = {"finetune": "retain"}
     scored = bench.record("retain", definition).is_file()
+    # scored first: the target's forget_quality needs the retain model's logs
     retain = bench.score("retain", None if scored else finetune("retain"), definition)
-    # the target's forget_quality needs the retain model's logs: scored second, listed first
-    refs = {"target": bench.score("target", target, {"finetune": "target"})}
-    return target, {**refs, "retain": retain}
+    return target, {
+        "target": bench.score("target", target, {"finetune": "target"}),
+        "retain": retain,
+    }
 
 
 def main():

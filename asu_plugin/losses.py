@@ -27,16 +27,16 @@ def sequence_kl(student_logits, teacher_logits, labels):
     return (per_sequence[has_tokens] / counts[has_tokens]).mean()
 
 
-def check_forget_weight(alpha) -> float:
-    """ASU's ``alpha`` (``loss = alpha * forget + retain``): a finite number >= 0."""
+def check_weight(name, value) -> float:
+    """A loss term's weight (``gamma`` forget, ``alpha`` retain): a finite number >= 0."""
     if (
-        isinstance(alpha, bool)
-        or not isinstance(alpha, (int, float))
-        or not math.isfinite(alpha)
-        or alpha < 0
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
     ):
         raise ValueError(
-            "alpha, the forget term's weight, must be a finite number >= 0 "
-            f"(0 trains the retain term alone), got {alpha!r}"
+            f"{name}, a loss term's weight, must be a finite number >= 0 "
+            f"(0 turns the term off), got {value!r}"
         )
-    return float(alpha)
+    return float(value)

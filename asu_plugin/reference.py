@@ -11,8 +11,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from peft import PeftModel, get_peft_config, get_peft_model
 
+from asu_plugin.asu.smoothing import AttentionSmoothing
 from asu_plugin.losses import sequence_kl
-from asu_plugin.smoothing import AttentionSmoothing
 
 
 def add_adapter(model, peft_config):

@@ -1,50 +1,64 @@
-"""Registration of the ASU trainers and model handler in open-unlearning's registries.
+"""What the plugin adds to open-unlearning's registries, and the code that adds it.
 
-Only touches host modules that are already imported (``trainer`` and ``model`` from
-open-unlearning's ``src/``), so it is safe to call from any Hydra application.
+Each host registry lists its entries as ``name: "module:attribute"``; a method's module is
+imported only when its host registry is loaded. Only host modules that are already
+imported are touched (``trainer``, ``model`` and ``evals.metrics`` from open-unlearning's
+``src/``), so this is safe to call from any Hydra application.
 """
 
+import importlib
 import sys
 
-TRAINERS = ("ASU_GD", "ASU_KL", "ASU_RMU")
-MODEL_HANDLERS = ("AttentionSmoothedForCausalLM",)
+# host module -> (its registry, {registered name: "our module:attribute"})
+ENTRIES = {
+    "trainer": (
+        "TRAINER_REGISTRY",
+        {
+            "ASU_GD": "asu_plugin.asu.trainers:ASU_GD",
+            "ASU_KL": "asu_plugin.asu.trainers:ASU_KL",
+            "ASU_RMU": "asu_plugin.asu.trainers:ASU_RMU",
+        },
+    ),
+    "model": (
+        "MODEL_REGISTRY",
+        {
+            "AttentionSmoothedForCausalLM": "asu_plugin.asu.models:AttentionSmoothedForCausalLM"
+        },
+    ),
+}
+TRAINERS = tuple(ENTRIES["trainer"][1])
+MODEL_HANDLERS = tuple(ENTRIES["model"][1])
+REQUIRED = ("trainer", "model")  # register() refuses to run without these
 
 
-def _host_module(name, registry):
-    module = sys.modules.get(name)
-    return module if isinstance(getattr(module, registry, None), dict) else None
+def _host_registry(module_name, registry):
+    module = sys.modules.get(module_name)
+    found = getattr(module, registry, None)
+    return found if isinstance(found, dict) else None
+
+
+def _load(target):
+    module, attribute = target.split(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def register_loaded() -> list[str]:
     """Register into whichever host registries are loaded; return what was registered."""
     registered = []
-    trainer = _host_module("trainer", "TRAINER_REGISTRY")
-    if trainer is not None:
-        from asu_plugin import trainers
-
-        for name in TRAINERS:
-            trainer.TRAINER_REGISTRY[name] = getattr(trainers, name)
-        registered += TRAINERS
-    model = _host_module("model", "MODEL_REGISTRY")
-    if model is not None:
-        from asu_plugin import models
-
-        for name in MODEL_HANDLERS:
-            model.MODEL_REGISTRY[name] = getattr(models, name)
-        registered += MODEL_HANDLERS
+    for module_name, (registry_name, entries) in ENTRIES.items():
+        registry = _host_registry(module_name, registry_name)
+        if registry is None:
+            continue
+        for name, target in entries.items():
+            registry[name] = _load(target)
+            registered.append(name)
     return registered
 
 
 def register() -> None:
-    """Register ASU into open-unlearning; import the host's ``trainer`` and ``model`` first."""
-    missing = [
-        name
-        for name, registry in (
-            ("trainer", "TRAINER_REGISTRY"),
-            ("model", "MODEL_REGISTRY"),
-        )
-        if _host_module(name, registry) is None
-    ]
+    """Register the plugin into open-unlearning; import the host's ``trainer`` and ``model``
+    first."""
+    missing = [m for m in REQUIRED if _host_registry(m, ENTRIES[m][0]) is None]
     if missing:
         raise RuntimeError(
             f"open-unlearning's {' and '.join(missing)} module(s) are not loaded: "

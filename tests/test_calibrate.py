@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import asu_plugin
-from asu_plugin.smoothing import AttentionSmoothing
+from asu_plugin.asu.smoothing import AttentionSmoothing
 from asu_plugin.workflows import calibrate
 from asu_plugin.workflows.calibrate import (
     answer_probability,

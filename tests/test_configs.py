@@ -6,13 +6,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from asu_plugin.registration import TRAINERS
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 BENCHMARKS = ("tofu", "muse", "wmdp")
 
 
 def asu_init_args(trainer="ASU_GD"):
-    tree = ast.parse((ROOT / "asu_plugin" / "trainers.py").read_text())
+    tree = ast.parse((ROOT / "asu_plugin" / "asu" / "trainers.py").read_text())
     init = next(
         node
         for cls in tree.body
@@ -28,11 +30,10 @@ def load(path):
 
 
 def test_layout_matches_the_host():
-    assert sorted(p.name for p in (CONFIGS / "trainer").iterdir()) == [
-        "ASU_GD.yaml",
-        "ASU_KL.yaml",
-        "ASU_RMU.yaml",
-    ]
+    # one trainer config per registered trainer, named like it
+    assert sorted(p.name for p in (CONFIGS / "trainer").iterdir()) == sorted(
+        f"{name}.yaml" for name in TRAINERS
+    )
     for bench in BENCHMARKS:
         assert (CONFIGS / "experiment" / "unlearn" / bench / "asu.yaml").is_file()
     assert (ROOT / "asu_plugin" / "configs").resolve() == CONFIGS
@@ -47,7 +48,8 @@ def test_trainer_method_args_are_the_trainers_arguments_with_paper_values():
     assert gd["method_args"] == {
         "temperature": 2.3,
         "layers": None,
-        "alpha": 0.1,
+        "gamma": 0.1,
+        "alpha": 1.0,
         "retain_loss_type": "NLL",
         "peft": None,
     }
@@ -59,17 +61,17 @@ def test_trainer_method_args_are_the_trainers_arguments_with_paper_values():
 
 
 @pytest.mark.parametrize(
-    "bench, temperature, alpha",
+    "bench, temperature, gamma",
     [("tofu", 2.3, 0.1), ("muse", 2.0, 0.35), ("wmdp", 2.0, 0.1)],
 )
-def test_experiments_are_global_and_use_asu(bench, temperature, alpha):
+def test_experiments_are_global_and_use_asu(bench, temperature, gamma):
     path = CONFIGS / "experiment" / "unlearn" / bench / "asu.yaml"
     assert "# @package _global_" in path.read_text().splitlines()
     cfg = load(path)
     assert {"override /trainer": "ASU_KL"} in cfg["defaults"]
     method_args = cfg["trainer"]["method_args"]
     assert set(method_args) <= asu_init_args()
-    assert (method_args["temperature"], method_args["alpha"]) == (temperature, alpha)
+    assert (method_args["temperature"], method_args["gamma"]) == (temperature, gamma)
 
 
 def test_asu_rmu_is_the_hosts_rmu_with_the_teacher_knobs():

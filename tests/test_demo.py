@@ -22,9 +22,9 @@ def overrides(folder):
         ("--temperature", "0", "attention temperature must be a finite number > 0"),
         ("--temperature", "nan", "attention temperature must be a finite number > 0"),
         (
-            "--alpha",
+            "--gamma",
             "-1",
-            "alpha, the forget term's weight, must be a finite number >= 0",
+            "gamma, a loss term's weight, must be a finite number >= 0",
         ),
         ("--epochs", "0", "epochs must be an integer >= 1, got 0"),
         ("--epochs", "1.5", "invalid literal for int() with base 10: '1.5'"),
@@ -52,21 +52,21 @@ def test_folders_are_named_by_what_defines_them(tmp_path, capsys):
     out = runs.out
     trained = sorted(p.name for p in out.iterdir() if (p / "overrides.json").is_file())
     evaluated = sorted(p.name for p in (out / "evals").iterdir())
-    assert trained == ["asu_kl_t32_a1_e30", "asu_kl_t6_a1_e2", "retain", "target"]
+    assert trained == ["asu_kl_t32_g1_e30", "asu_kl_t6_g1_e2", "retain", "target"]
     assert evaluated == [
-        "after_t32_a1_e30",
-        "after_t6_a1_e2",
+        "after_t32_g1_e30",
+        "after_t6_g1_e2",
         "before",
         "retain",
         "teacher_t32",
         "teacher_t6",
     ]
-    unlearned = overrides(out / "asu_kl_t6_a1_e2")
+    unlearned = overrides(out / "asu_kl_t6_g1_e2")
     assert "trainer.method_args.temperature=6.0" in unlearned
     assert "trainer.args.num_train_epochs=2" in unlearned
-    after = overrides(out / "evals" / "after_t6_a1_e2")
+    after = overrides(out / "evals" / "after_t6_g1_e2")
     assert (
-        f"model.model_args.pretrained_model_name_or_path={out / 'asu_kl_t6_a1_e2'}"
+        f"model.model_args.pretrained_model_name_or_path={out / 'asu_kl_t6_g1_e2'}"
         in after
     )
     # the second run reuses the target and retain models and their scores, nothing else

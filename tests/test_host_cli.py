@@ -122,7 +122,7 @@ def test_train_unlearns_and_saves_a_plain_checkpoint(host, run_dir, tiny, traine
         f"tiny_{trainer}",
         [
             f"trainer.method_args.temperature={TAU}",
-            "trainer.method_args.alpha=5.0",
+            "trainer.method_args.gamma=5.0",
             "trainer.args.num_train_epochs=5",  # 20 steps on 14 forget rows
             "trainer.args.learning_rate=3e-3",
         ],

@@ -73,7 +73,7 @@ def build_trainer(
                 "seed": 0,
                 **args,
             },
-            "method_args": {"temperature": 2.3, "alpha": 1.0, **(method_args or {})},
+            "method_args": {"temperature": 2.3, "gamma": 1.0, **(method_args or {})},
         }
     )
     collator = DataCollatorForSupervisedDataset(SimpleNamespace(pad_token_id=0))
@@ -84,8 +84,8 @@ def build_trainer(
 
 
 def test_registries_hold_asu(host_src):
-    from asu_plugin.models import AttentionSmoothedForCausalLM
-    from asu_plugin.trainers import ASU_GD, ASU_KL, ASU_RMU
+    from asu_plugin.asu.models import AttentionSmoothedForCausalLM
+    from asu_plugin.asu.trainers import ASU_GD, ASU_KL, ASU_RMU
 
     assert host_src.trainer.TRAINER_REGISTRY["ASU_GD"] is ASU_GD
     assert host_src.trainer.TRAINER_REGISTRY["ASU_KL"] is ASU_KL
@@ -119,7 +119,7 @@ def test_training_moves_the_student_only(host_src, tmp_path):
     trainer.train()
     logged = [log for log in trainer.state.log_history if "loss" in log]
     assert len(logged) == 3
-    for log in logged:  # loss = alpha * forget_kl + retain_loss, alpha = 1
+    for log in logged:  # loss = gamma * forget_kl + alpha * retain_loss, both 1
         assert log["forget_kl"] > 0 and log["retain_loss"] >= 0
         assert log["loss"] == pytest.approx(
             log["forget_kl"] + log["retain_loss"], rel=1e-3
@@ -189,7 +189,8 @@ def test_gradient_accumulation_matches_one_large_batch(host_src, tmp_path, handl
         ({"layers": [7]}, ValueError, "unknown attention layer index 7"),
         ({"layers": []}, ValueError, "selects no layer"),
         ({"retain_loss_type": "EMBED_DIFF"}, ValueError, "retain_loss_type"),
-        ({"gamma": 1.0}, TypeError, "alpha"),
+        ({"gamma": -1.0}, ValueError, "gamma, a loss term's weight"),
+        ({"alpha": float("nan")}, ValueError, "alpha, a loss term's weight"),
     ],
 )
 def test_bad_method_args_fail_before_the_model_is_copied(

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from asu_plugin import sequence_kl
-from asu_plugin.losses import check_forget_weight
+from asu_plugin.losses import check_weight
 
 
 def hand_kl(student, teacher, labels):
@@ -67,13 +67,14 @@ def test_sequence_kl_refuses_a_batch_without_labels():
 
 
 @pytest.mark.parametrize("alpha", [0, 0.1, 5])
-def test_forget_weight_accepts_finite_non_negative_numbers(alpha):
-    assert check_forget_weight(alpha) == alpha
+def test_weight_accepts_finite_non_negative_numbers(alpha):
+    assert check_weight("alpha", alpha) == alpha
 
 
 @pytest.mark.parametrize("alpha", [-0.1, float("nan"), float("inf"), True, "1"])
-def test_forget_weight_refuses_the_rest_naming_it(alpha):
+def test_weight_refuses_the_rest_naming_it(alpha):
     with pytest.raises(
-        ValueError, match=rf"finite number >= 0 .*got {re.escape(repr(alpha))}"
+        ValueError,
+        match=rf"alpha, a loss term.s weight, must be a finite number >= 0 .*got {re.escape(repr(alpha))}",
     ):
-        check_forget_weight(alpha)
+        check_weight("alpha", alpha)

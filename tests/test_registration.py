@@ -11,7 +11,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 from asu_plugin import register
-from asu_plugin.models import AttentionSmoothedForCausalLM
+from asu_plugin.asu.models import AttentionSmoothedForCausalLM
 from asu_plugin.registration import register_loaded
 
 
@@ -19,7 +19,10 @@ from asu_plugin.registration import register_loaded
 def no_host(monkeypatch):
     """Hide open-unlearning's packages (and what imported them) from sys.modules."""
     for name in list(sys.modules):
-        if name.split(".")[0] in ("trainer", "model") or name == "asu_plugin.trainers":
+        if (
+            name.split(".")[0] in ("trainer", "model")
+            or name == "asu_plugin.asu.trainers"
+        ):
             monkeypatch.delitem(sys.modules, name)
     return monkeypatch
 
@@ -73,7 +76,8 @@ def test_trainer_configs_chain_to_the_hosts_finetune(tmp_path, no_host):
     assert dict(cfg.trainer.method_args) == {
         "temperature": 2.3,
         "layers": None,
-        "alpha": 0.1,
+        "gamma": 0.1,
+        "alpha": 1.0,
         "retain_loss_type": "KL",
         "peft": None,
     }

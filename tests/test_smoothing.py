@@ -10,7 +10,7 @@ import transformers
 from omegaconf import OmegaConf
 
 from asu_plugin import AttentionSmoothing, smooth_attention
-from asu_plugin.models import AttentionSmoothedForCausalLM
+from asu_plugin.asu.models import AttentionSmoothedForCausalLM
 from asu_plugin.workflows.tables import markdown_table
 
 from conftest import FAMILIES, TINY, qa_batch, tiny_model

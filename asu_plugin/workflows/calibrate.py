@@ -40,7 +40,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoConfig
 
-from asu_plugin.smoothing import AttentionSmoothing, check_temperature
+from asu_plugin.asu.smoothing import AttentionSmoothing, check_temperature
 from asu_plugin.workflows.demo_data import read_jsonl
 from asu_plugin.workflows.host import require_host
 from asu_plugin.workflows.runs import repetition

@@ -4,11 +4,11 @@ A tiny Llama memorises a generated fictitious-author set (host ``src/train.py``)
 the forget authors (host ``src/train.py``, ``experiment=unlearn/tofu/asu``), and the host's TOFU
 evaluator (``src/eval.py``) scores the model before and after, and the forget-teacher itself.
 
-``python -m asu_plugin.workflows.demo [--out DIR] [--temperature T] [--alpha A] [--epochs E]``
+``python -m asu_plugin.workflows.demo [--out DIR] [--temperature T] [--gamma G] [--epochs E]``
 
 Runs are kept and reused: the target and retain models (``target``, ``retain``) depend only on
 the set and their finetuning (``setup.json``), the unlearned model and its scores are named by
-τ, α and epochs (``asu_kl_t32_a1_e30``, ``evals/after_t32_a1_e30``), the teacher by τ.
+τ, γ and epochs (``asu_kl_t32_g1_e30``, ``evals/after_t32_g1_e30``), the teacher by τ.
 """
 
 import argparse
@@ -16,14 +16,15 @@ import logging
 import sys
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin.losses import check_forget_weight
-from asu_plugin.smoothing import check_temperature
+from asu_plugin.asu.smoothing import check_temperature
+from asu_plugin.losses import check_weight
 from asu_plugin.workflows.host import teacher_overrides
 from asu_plugin.workflows.runs import HostRunError, Recipe, RecordMismatch, Runs
 from asu_plugin.workflows.tables import markdown_table
@@ -51,15 +52,15 @@ def check_epochs(epochs) -> int:
 
 
 class Knobs(NamedTuple):
-    """What defines the unlearned model: ASU_KL's τ and α, and its epochs."""
+    """What defines the unlearned model: ASU_KL's τ and forget weight γ, and its epochs."""
 
     temperature: float
-    alpha: float
+    gamma: float
     epochs: int
 
     @property
     def tag(self):
-        return f"t{self.temperature:g}_a{self.alpha:g}_e{self.epochs}"
+        return f"t{self.temperature:g}_g{self.gamma:g}_e{self.epochs}"
 
     @property
     def unlearn(self):
@@ -74,7 +75,7 @@ def run_demo(runs, knobs):
     before = runs.ensure_eval(
         "before", models["target"], retain_logs, stage="evaluating the target model"
     )
-    temperature, alpha = knobs.temperature, knobs.alpha
+    temperature, gamma = knobs.temperature, knobs.gamma
     unlearned = runs.ensure_model(
         f"asu_kl_{knobs.tag}",
         models["target"],
@@ -82,10 +83,10 @@ def run_demo(runs, knobs):
             "--config-name=unlearn.yaml",
             "experiment=unlearn/tofu/asu",
             f"trainer.method_args.temperature={temperature}",
-            f"trainer.method_args.alpha={alpha}",
+            f"trainer.method_args.gamma={gamma}",
         ],
         knobs.unlearn,
-        stage=f"unlearning with ASU_KL (τ {temperature:g}, α {alpha:g}, "
+        stage=f"unlearning with ASU_KL (τ {temperature:g}, γ {gamma:g}, "
         f"{knobs.epochs} epochs)",
     )
     after = runs.ensure_eval(
@@ -180,11 +181,11 @@ def main(argv=None):
         "--temperature", type=checked(check_temperature, float), default=32.0
     )
     parser.add_argument(
-        "--alpha", type=checked(check_forget_weight, float), default=1.0
+        "--gamma", type=checked(partial(check_weight, "gamma"), float), default=1.0
     )
     parser.add_argument("--epochs", type=checked(check_epochs, int), default=30)
     args = parser.parse_args(argv)
-    knobs = Knobs(args.temperature, args.alpha, args.epochs)
+    knobs = Knobs(args.temperature, args.gamma, args.epochs)
     try:
         with quiet():
             run_demo(Runs(args.out), knobs)

@@ -61,7 +61,7 @@ muse_settings=(
     "Books 2.35 0.001"
 )
 for setting in "${muse_settings[@]}"; do
-    read -r data_split temperature alpha <<< "${setting}"
+    read -r data_split temperature gamma <<< "${setting}"
     task_name=muse_Llama-2-7b-hf_${data_split}_ASU_KL
     retain_logs=saves/eval/muse_Llama-2-7b-hf_${data_split}_retrain/MUSE_EVAL.json
     run python src/train.py --config-name=unlearn.yaml \
@@ -69,7 +69,7 @@ for setting in "${muse_settings[@]}"; do
         task_name=${task_name} \
         data_split=${data_split} \
         trainer.method_args.temperature=${temperature} \
-        trainer.method_args.alpha=${alpha} \
+        trainer.method_args.gamma=${gamma} \
         retain_logs_path=${retain_logs}
     run python src/eval.py \
         experiment=eval/muse/default \

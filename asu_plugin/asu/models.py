@@ -1,6 +1,6 @@
 from transformers import AutoModelForCausalLM
 
-from asu_plugin.smoothing import smooth_attention
+from asu_plugin.asu.smoothing import smooth_attention
 
 
 class AttentionSmoothedForCausalLM:

@@ -4,9 +4,9 @@ import torch
 from trainer.unlearn.grad_diff import GradDiff
 from trainer.unlearn.rmu import RMU
 
-from asu_plugin.losses import check_forget_weight
+from asu_plugin.asu.smoothing import AttentionSmoothing
+from asu_plugin.losses import check_weight
 from asu_plugin.reference import Reference, add_adapter
-from asu_plugin.smoothing import AttentionSmoothing
 
 RETAIN_LOSS_TYPES = ("NLL", "KL")
 LM_KEYS = ("input_ids", "attention_mask", "labels")
@@ -26,17 +26,17 @@ class ASU_GD(GradDiff):
 
     Forget: KL(teacher_τ ‖ model) on forget label tokens, the teacher being the frozen
     starting model with attention temperature τ. Retain: NLL, or KL to the same frozen
-    model at τ = 1. ``loss = alpha * forget + retain`` (GradDiff's own ``alpha``, its retain
-    weight, stays 1). With ``peft`` (a
-    ``peft.get_peft_config`` dict) only an adapter trains, and the frozen model is the
-    student's base with the adapter disabled: no copy.
+    model at τ = 1. ``loss = gamma * forget + alpha * retain``, GradDiff's weights (the
+    paper's α is ``gamma``). With ``peft`` (a ``peft.get_peft_config`` dict) only an adapter
+    trains, and the frozen model is the student's base with the adapter disabled: no copy.
     """
 
     def __init__(
         self,
         temperature=2.3,
         layers=None,
-        alpha=0.1,
+        gamma=0.1,
+        alpha=1.0,
         retain_loss_type="NLL",
         peft=None,
         *args,
@@ -47,15 +47,15 @@ class ASU_GD(GradDiff):
                 f"retain_loss_type must be one of {RETAIN_LOSS_TYPES}, "
                 f"got {retain_loss_type!r}"
             )
-        if "gamma" in kwargs:
-            raise TypeError("ASU weights the forget term with alpha; gamma is unused")
         if kwargs.get("model") is not None:  # fail before the frozen copy is made
             AttentionSmoothing(kwargs["model"], temperature, layers)
             if peft is not None:
                 kwargs["model"] = add_adapter(kwargs["model"], peft)
-        self.forget_weight = check_forget_weight(alpha)
+        gamma, alpha = check_weight("gamma", gamma), check_weight("alpha", alpha)
         self.uses_adapter = peft is not None
-        super().__init__(*args, retain_loss_type=retain_loss_type, **kwargs)
+        super().__init__(
+            *args, gamma=gamma, alpha=alpha, retain_loss_type=retain_loss_type, **kwargs
+        )
         if self.ref_model is None:
             self.ref_model = self._prepare_ref_model(self.model)
         self.reference = Reference(
@@ -90,7 +90,7 @@ class ASU_GD(GradDiff):
             model, forget_inputs, smoothed=True
         )
         retain_loss = self.compute_retain_loss(model, retain_inputs)
-        loss = self.forget_weight * forget_loss + retain_loss
+        loss = self.gamma * forget_loss + self.alpha * retain_loss
         self._loss_sums = (
             self._loss_sums + torch.stack([forget_loss, retain_loss]).detach()
         )

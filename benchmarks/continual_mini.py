@@ -18,7 +18,7 @@ import torch
 import transformers
 
 from asu_plugin.workflows.continual import PLOTTED, finished_steps
-from asu_plugin.workflows.host import NO_EVAL, hydra_list, train_overrides
+from asu_plugin.workflows.host import NO_EVAL, device_overrides, hydra_list
 from asu_plugin.workflows.runs import Recipe, Runs
 from asu_plugin.workflows.tables import markdown_table
 from asu_plugin.workflows.targets import prepare
@@ -44,7 +44,7 @@ def run_method(runs, target, name):
         for k in range(1, REQUESTS + 1)
     ]
     tokenizer = f"model.tokenizer_args.pretrained_model_name_or_path={target}"
-    train = [tokenizer, *train_overrides(), *NO_EVAL, *UNLEARN.overrides()]
+    train = [tokenizer, *device_overrides(), *NO_EVAL, *UNLEARN.overrides()]
     train += ["trainer.args.logging_steps=50", *METHODS[name]]
     evals = [tokenizer, "model.model_args.device_map=cpu", "holdout_split=holdout10"]
     out_dir = runs.out / "continual" / name

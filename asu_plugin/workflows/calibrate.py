@@ -42,6 +42,7 @@ from transformers import AutoConfig
 
 from asu_plugin.asu.smoothing import AttentionSmoothing, check_temperature
 from asu_plugin.workflows.demo_data import read_jsonl
+from asu_plugin.workflows.entry import BadSettings, check_settings, checked, stops
 from asu_plugin.workflows.host import require_host
 from asu_plugin.workflows.runs import repetition
 from asu_plugin.workflows.tables import markdown_table
@@ -496,22 +497,38 @@ def plot(path, results):
 
 
 def check_inputs(cfg):
-    """τ values, layer sets and split files of ``cfg``, checked before any model loads."""
-    temperatures = check_temperatures(cfg.temperatures)
+    """τ values, layer sets and split files of ``cfg``, checked before any model loads
+    (``BadSettings`` names every bad one)."""
     splits = {
         "forget": cfg.forget_split,
         "retain": cfg.retain_split,
         "general": list(cfg.general_splits),
     }
-    files = split_files(
-        cfg.data_dir, [splits["forget"], splits["retain"], *splits["general"]]
+    model_path = "model.model_args.pretrained_model_name_or_path"
+    values, problems = checked(
+        {
+            "temperatures": lambda: check_temperatures(cfg.temperatures),
+            "data_dir": lambda: split_files(
+                cfg.data_dir, [splits["forget"], splits["retain"], *splits["general"]]
+            ),
+            model_path: lambda: num_layers(
+                cfg.model.model_args.pretrained_model_name_or_path
+            ),
+        }
     )
-    model_path = cfg.model.model_args.pretrained_model_name_or_path
-    num_layers = AutoConfig.from_pretrained(model_path).num_hidden_layers
-    layer_sets = resolve_layer_sets(
-        OmegaConf.to_container(cfg.layer_sets, resolve=True), num_layers
-    )
-    return temperatures, layer_sets, splits, files
+    if model_path in values:
+        layers = OmegaConf.to_container(cfg.layer_sets, resolve=True)
+        sets = {"layer_sets": lambda: resolve_layer_sets(layers, values[model_path])}
+        resolved, more = checked(sets)
+        values, problems = values | resolved, problems | more
+    if problems or "layer_sets" not in values:  # a missing setting is reported apart
+        raise BadSettings(problems)
+    return values["temperatures"], values["layer_sets"], splits, values["data_dir"]
+
+
+def num_layers(model_path) -> int:
+    """The number of layers in the config of ``model_path`` (a folder or hub id)."""
+    return AutoConfig.from_pretrained(model_path).num_hidden_layers
 
 
 def load_model(host, model_cfg):
@@ -559,14 +576,26 @@ def calibrate(cfg, command):
     return chosen
 
 
+EXAMPLE = (
+    "python -m asu_plugin.workflows.calibrate model=SmolLM2-135M-Instruct "
+    "data_dir=~/TOFU layer_sets=[all,second_half]"
+)
+
+
 @hydra.main(
     version_base=None, config_path="../configs/calibrate", config_name="default"
 )
-def main(cfg):
+def _main(cfg):
     command = "python -m asu_plugin.workflows.calibrate " + shlex.join(sys.argv[1:])
-    chosen = calibrate(cfg, command)
+    with stops("calibrate"):
+        chosen = calibrate(cfg, command)
     print(recommendation_text(chosen))
     print(f"report: {Path(cfg.out_dir).resolve() / 'calibration.md'}")
+
+
+def main():
+    check_settings("calibrate", sys.argv[1:], check_inputs, EXAMPLE, groups=["model"])
+    _main()
 
 
 if __name__ == "__main__":

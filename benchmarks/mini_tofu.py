@@ -28,11 +28,11 @@ import torch
 import transformers
 from fronts import best_at, pareto, plot_fronts
 
-from asu_plugin.workflows.demo_data import tofu_subset
 from asu_plugin.workflows.host import host_commit, teacher_overrides
 from asu_plugin.workflows.runs import Recipe, Runs, scores
 from asu_plugin.workflows.tables import markdown_table
 from asu_plugin.workflows.targets import GENERATED, Setup, prepare
+from asu_plugin.workflows.tofu_format import tofu_subset
 
 EPOCHS, BATCH = 10, 4
 ASU = "unlearn/tofu/asu"

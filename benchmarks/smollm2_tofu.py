@@ -32,11 +32,11 @@ import transformers
 from fronts import best_at, pareto, plot_fronts
 
 from asu_plugin.workflows import targets
-from asu_plugin.workflows.demo_data import read_jsonl, tofu_subset
 from asu_plugin.workflows.host import host_commit, link_tofu, teacher_overrides
 from asu_plugin.workflows.runs import Recipe, Runs
 from asu_plugin.workflows.smollm2 import GGUF, prepare
 from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.tofu_format import read_jsonl, tofu_subset
 
 MODEL = "SmolLM2-135M-Instruct"
 DATA = {  # tofu_subset arguments

@@ -171,9 +171,10 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     import subprocess
     import sys
 
-    from asu_plugin.workflows.demo_data import generate, read_jsonl
+    from asu_plugin.workflows.demo_data import generate
     from asu_plugin.workflows.host import NO_EVAL, device_overrides, link_tofu
     from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
+    from asu_plugin.workflows.tofu_format import read_jsonl
 
     generate(tmp_path / "data")
     link_tofu(tmp_path, tmp_path / "data")

@@ -12,9 +12,10 @@ import transformers
 import yaml
 from transformers import AutoModelForCausalLM
 
-from asu_plugin.workflows.demo_data import generate, read_jsonl
+from asu_plugin.workflows.demo_data import generate
 from asu_plugin.workflows.host import NO_EVAL, device_overrides, link_tofu
 from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 pytestmark = pytest.mark.host
 

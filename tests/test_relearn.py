@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import asu_plugin
-from asu_plugin.workflows.demo_data import generate, read_jsonl
+from asu_plugin.workflows.demo_data import generate
 from asu_plugin.workflows.host import hydra_list
 from asu_plugin.workflows.relearn import (
     check_config,
@@ -19,6 +19,7 @@ from asu_plugin.workflows.relearn import (
     write_split_data,
 )
 from asu_plugin.workflows.runs import RecordMismatch, Runs
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 from conftest import fake_host
 

@@ -1,5 +1,6 @@
 """Run open-unlearning's ``src/train.py`` / ``src/eval.py`` offline, in a subprocess."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -128,3 +129,11 @@ def run_host(host: Path, script: str, overrides, cwd: Path, device="cpu", **kwar
         env["CUDA_VISIBLE_DEVICES"] = ""
     command = [sys.executable, str(Path(host) / "src" / script), *overrides]
     return subprocess.run(command, cwd=cwd, env=env, text=True, **kwargs)
+
+
+def host_module(host, name):
+    """Import ``name`` from the host checkout's ``src`` (put on ``sys.path`` first)."""
+    src = str(Path(host) / "src")
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    return importlib.import_module(name)

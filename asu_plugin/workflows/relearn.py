@@ -29,7 +29,6 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from asu_plugin.workflows.demo_data import read_jsonl, write
 from asu_plugin.workflows.entry import BadSettings, check_settings, checked, stops
 from asu_plugin.workflows.host import host_commit, link_tofu
 from asu_plugin.workflows.runs import (
@@ -40,6 +39,7 @@ from asu_plugin.workflows.runs import (
     write_record,
 )
 from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.tofu_format import read_jsonl, write
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 PLOTTED = (  # held-out metrics, drawn when present

@@ -8,7 +8,6 @@ A JSON record (``claim``, ``same_record``) keeps a folder to the configuration t
 
 import json
 import shutil
-import statistics
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +20,7 @@ from asu_plugin.workflows.host import (
     require_host,
     run_host,
 )
+from asu_plugin.workflows.text_metrics import repetition
 
 
 class Recipe(NamedTuple):
@@ -237,9 +237,3 @@ def scores(eval_dir):
         metrics.update(names)
         summary += list(names)
     return {"metrics": metrics, "summary": summary}
-
-
-def repetition(texts):
-    """Mean share of repeated words: 0 when no word repeats; "born born born" approaches 1."""
-    words = [text.split() for text in texts]
-    return statistics.mean(1 - len(set(w)) / len(w) if w else 1.0 for w in words)

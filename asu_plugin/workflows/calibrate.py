@@ -33,7 +33,6 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import OmegaConf
 from transformers import AutoConfig
@@ -42,7 +41,7 @@ from asu_plugin.asu.smoothing import check_temperature
 from asu_plugin.workflows.calibration.measure import host_encoder, prepare, sweep
 from asu_plugin.workflows.calibration.report import write_report
 from asu_plugin.workflows.calibration.rule import recommend, recommendation_text
-from asu_plugin.workflows.entry import BadSettings, check_settings, checked, stops
+from asu_plugin.workflows.entry import BadSettings, checked, workflow
 from asu_plugin.workflows.host import host_module, require_host
 from asu_plugin.workflows.tofu_format import read_jsonl
 
@@ -209,20 +208,12 @@ EXAMPLE = (
 )
 
 
-@hydra.main(
-    version_base=None, config_path="../configs/calibrate", config_name="default"
-)
-def _main(cfg):
+@workflow("calibrate", check_inputs, EXAMPLE, groups=["model"])
+def main(cfg):
     command = "python -m asu_plugin.workflows.calibrate " + shlex.join(sys.argv[1:])
-    with stops("calibrate"):
-        chosen = calibrate(cfg, command)
+    chosen = calibrate(cfg, command)
     print(recommendation_text(chosen))
     print(f"report: {Path(cfg.out_dir).resolve() / 'calibration.md'}")
-
-
-def main():
-    check_settings("calibrate", sys.argv[1:], check_inputs, EXAMPLE, groups=["model"])
-    _main()
 
 
 if __name__ == "__main__":

@@ -13,13 +13,11 @@ After every step ``results.md`` and ``results.png`` cover all steps so far.
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import OmegaConf
 
-from asu_plugin.workflows.entry import BadSettings, check_settings, stops
+from asu_plugin.workflows.entry import BadSettings, workflow
 from asu_plugin.workflows.host import host_commit
 from asu_plugin.workflows.runs import Runs, same_record, scores, write_record
 from asu_plugin.workflows.tables import markdown_table
@@ -190,20 +188,12 @@ EXAMPLE = (
 )
 
 
-@hydra.main(
-    version_base=None, config_path="../configs/continual", config_name="default"
-)
-def _main(cfg):
-    with stops("continual"):
-        runs = Runs(cfg.out_dir, cfg.host_dir, work_dir=cfg.work_dir)
-        cfg.out_dir = str(runs.out)
-        run_steps(cfg, runs.run, host_commit(runs.host))
+@workflow("continual", check_config, EXAMPLE)
+def main(cfg):
+    runs = Runs(cfg.out_dir, cfg.host_dir, work_dir=cfg.work_dir)
+    cfg.out_dir = str(runs.out)
+    run_steps(cfg, runs.run, host_commit(runs.host))
     print(f"results: {runs.out / 'results.md'}, {runs.out / 'results.png'}")
-
-
-def main():
-    check_settings("continual", sys.argv[1:], check_config, EXAMPLE)
-    _main()
 
 
 if __name__ == "__main__":

@@ -4,13 +4,16 @@ a stop while running said in one line (exit 1).
 A workflow's Hydra config is composed from the command line first, as ``@hydra.main`` will
 compose it; its ``???`` settings and its own check (``check(cfg)`` raising ``BadSettings``)
 are reported together with an example command, before Hydra or anything else runs.
+``@workflow(...)`` makes a workflow's ``main`` so.
 """
 
+import functools
 import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import hydra
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -124,3 +127,28 @@ def stops(workflow):
         yield
     except (WorkflowError, ValueError) as error:
         raise SystemExit(f"{workflow} stopped: {error}") from None
+
+
+def workflow(name, check, example, groups=()):
+    """``@workflow(name, check, example)`` on ``run(cfg)``: a ``main()`` that checks the
+    settings (``check_settings``), then runs ``run`` through Hydra with
+    ``configs/<name>/default.yaml``, a stop inside said in one line (``stops``)."""
+
+    def decorate(run):
+        @functools.wraps(run)
+        def stopping(cfg):
+            with stops(name):
+                return run(cfg)
+
+        config = str(CONFIGS / name)
+        hydra_main = hydra.main(
+            version_base=None, config_path=config, config_name="default"
+        )(stopping)
+
+        def main():
+            check_settings(name, sys.argv[1:], check, example, groups)
+            hydra_main()
+
+        return main
+
+    return decorate

@@ -22,14 +22,12 @@ import math
 import re
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from asu_plugin.workflows.entry import BadSettings, check_settings, checked, stops
+from asu_plugin.workflows.entry import BadSettings, checked, workflow
 from asu_plugin.workflows.host import host_commit, link_tofu
 from asu_plugin.workflows.runs import (
     Recipe,
@@ -291,30 +289,22 @@ EXAMPLE = (
 )
 
 
-@hydra.main(version_base=None, config_path="../configs/relearn", config_name="default")
-def _main(cfg):
+@workflow("relearn", check_config, EXAMPLE)
+def main(cfg):
     out = Path(cfg.out_dir).resolve()
-    with stops("relearn"):
-        data = write_split_data(
-            cfg.data_dir,
-            out / "data",
-            cfg.forget_split,
-            cfg.relearn_fraction,
-            cfg.split_seed,
-        )
-        link_tofu(out, out / "data")
-        runs = Runs(out, cfg.host_dir, cfg.device, cfg.model_config, quiet=True)
-        overrides = HydraConfig.get().overrides.task
-        command = shlex.join(
-            ["python", "-m", "asu_plugin.workflows.relearn", *overrides]
-        )
-        run_relearn(cfg, runs, data, command)
+    data = write_split_data(
+        cfg.data_dir,
+        out / "data",
+        cfg.forget_split,
+        cfg.relearn_fraction,
+        cfg.split_seed,
+    )
+    link_tofu(out, out / "data")
+    runs = Runs(out, cfg.host_dir, cfg.device, cfg.model_config, quiet=True)
+    overrides = HydraConfig.get().overrides.task
+    command = shlex.join(["python", "-m", "asu_plugin.workflows.relearn", *overrides])
+    run_relearn(cfg, runs, data, command)
     print(f"results: {out / 'results.md'}, {out / 'results.png'}")
-
-
-def main():
-    check_settings("relearn", sys.argv[1:], check_config, EXAMPLE)
-    _main()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from common import (
     teachers,
 )
 
+from asu_plugin.workflows.entry import stops
 from asu_plugin.workflows.host import host_commit, teacher_overrides
 from asu_plugin.workflows.runs import Recipe, Runs, scores
 from asu_plugin.workflows.tables import markdown_table
@@ -263,6 +264,12 @@ def main():
             f"--data tofu needs --tofu-dir or TOFU_DIR: a folder with locuslab/TOFU's "
             f"jsonl files (got {args.tofu_dir})"
         )
+    with stops("mini_tofu"):
+        run(args)
+
+
+def run(args):
+    """The references, the forget-teachers and every sweep point; then the results."""
     kind = args.data if args.device == "cpu" else "tofu_all_cuda"
     results = args.results or Path(__file__).parent / "results" / "mini_tofu" / kind
     results.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ from common import (
 )
 
 from asu_plugin.workflows import targets
-from asu_plugin.workflows.entry import stops
+from asu_plugin.workflows.entry import WorkflowError, stops
 from asu_plugin.workflows.host import host_commit, link_tofu, teacher_overrides
 from asu_plugin.workflows.runs import Recipe, Runs, same_record, write_record
 from asu_plugin.workflows.smollm2 import GGUF, prepare
@@ -240,7 +240,8 @@ def main():
         parser.error(f"--limit must be in 1..{len(POINTS)}, got {args.limit}")
     points = POINTS[: args.limit]
     if args.report:
-        return report(args.results.resolve(), points, args)
+        with stops("smollm2_tofu"):
+            return report(args.results.resolve(), points, args)
     if args.tofu_dir is None or not (args.tofu_dir / "forget01.jsonl").is_file():
         parser.error(
             f"--tofu-dir {args.tofu_dir} holds no TOFU jsonl files (forget01.jsonl …): "
@@ -297,7 +298,7 @@ def report(results, points, args):
         if (results / "points" / f"{name}.json").is_file()
     }
     if {"target", "retain"} - set(refs):
-        raise SystemExit(
+        raise WorkflowError(
             f"{results / 'points'} has no target and retain model scores yet"
         )
     write_results(results, refs, points, args.jobs)

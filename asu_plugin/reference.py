@@ -48,7 +48,8 @@ class Reference:
     """``model`` as it was when unlearning started, plain or with attention temperature τ.
 
     ``model`` is a frozen copy; with ``adapter_base=True``, a ``PeftModel`` student whose
-    adapter-disabled base is the start.
+    adapter-disabled base is the start. ``temperature``: τ (with ``layers``) or a
+    ``SmoothingSpec`` the trainer checked.
     """
 
     def __init__(self, model, temperature, layers=None, adapter_base=False):

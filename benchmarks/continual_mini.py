@@ -18,7 +18,8 @@ import torch
 import transformers
 
 from asu_plugin.workflows.continual import PLOTTED, finished_steps
-from asu_plugin.workflows.host import NO_EVAL, hydra_list, train_overrides
+from asu_plugin.workflows.entry import WorkflowError, stops
+from asu_plugin.workflows.host import NO_EVAL, device_overrides, hydra_list
 from asu_plugin.workflows.runs import Recipe, Runs
 from asu_plugin.workflows.tables import markdown_table
 from asu_plugin.workflows.targets import prepare
@@ -26,8 +27,8 @@ from asu_plugin.workflows.targets import prepare
 REQUESTS = 5
 UNLEARN = Recipe(10, 1e-3, 4)  # the same for every method
 METHODS = {  # each method's own method_args; the host's defaults otherwise
-    "ASU_GD": ["trainer.method_args.temperature=6", "trainer.method_args.alpha=1"],
-    "ASU_KL": ["trainer.method_args.temperature=6", "trainer.method_args.alpha=1"],
+    "ASU_GD": ["trainer.method_args.temperature=6", "trainer.method_args.gamma=1"],
+    "ASU_KL": ["trainer.method_args.temperature=6", "trainer.method_args.gamma=1"],
     "GradDiff": [],
     "NPO": [],
 }
@@ -44,7 +45,7 @@ def run_method(runs, target, name):
         for k in range(1, REQUESTS + 1)
     ]
     tokenizer = f"model.tokenizer_args.pretrained_model_name_or_path={target}"
-    train = [tokenizer, *train_overrides(), *NO_EVAL, *UNLEARN.overrides()]
+    train = [tokenizer, *device_overrides(), *NO_EVAL, *UNLEARN.overrides()]
     train += ["trainer.args.logging_steps=50", *METHODS[name]]
     evals = [tokenizer, "model.model_args.device_map=cpu", "holdout_split=holdout10"]
     out_dir = runs.out / "continual" / name
@@ -63,7 +64,12 @@ def run_method(runs, target, name):
         f"out_dir={out_dir}",
         f"host_dir={runs.host}",
     ]
-    subprocess.run(command, check=True)
+    code = subprocess.run(command).returncode
+    if code:
+        raise WorkflowError(
+            f"python -m asu_plugin.workflows.continual failed for {name} (exit {code}); "
+            "its output is above"
+        )
     return finished_steps(out_dir)
 
 
@@ -85,7 +91,7 @@ def write_comparison(out, runs):
         f"Command: `OPEN_UNLEARNING_DIR=~/open-unlearning python {' '.join(sys.argv)}`\n",
         f"torch {torch.__version__}, transformers {transformers.__version__}, CPU. Tiny "
         "4-layer Llama finetuned on 20 generated authors; request k forgets 2 new authors "
-        "(10 epochs, lr 1e-3, batch 4; ASU τ 6, α 1; host defaults otherwise). Forget "
+        "(10 epochs, lr 1e-3, batch 4; ASU τ 6, γ 1; host defaults otherwise). Forget "
         "metrics are on everything forgotten so far (requests 1..k); retain metrics on "
         "the 10 never-requested authors. The target model starts at forget/retain answer "
         "prob ≈ 1. model_utility is the host's harmonic mean including real-author and "
@@ -119,6 +125,12 @@ def main():
         default=Path(__file__).parent / "results" / "continual_mini",
     )
     args = parser.parse_args()
+    with stops("continual_mini"):
+        run(args)
+
+
+def run(args):
+    """Every method's continual run, then the comparison."""
     runs = Runs(args.out)
     target = prepare(runs, names=["target"])["target"]
     steps = {}

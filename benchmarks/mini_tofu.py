@@ -19,93 +19,63 @@ points) and ``results.png`` (forget vs utility).
 
 import argparse
 import os
-import re
 import statistics
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import transformers
-from fronts import best_at, pareto, plot_fronts
+from common import (
+    FORGET_COLUMNS,
+    Point,
+    asu,
+    front_lines,
+    matched_rows,
+    plot_fronts,
+    teachers,
+)
 
-from asu_plugin.workflows.demo_data import tofu_subset
+from asu_plugin.workflows.entry import stops
 from asu_plugin.workflows.host import host_commit, teacher_overrides
 from asu_plugin.workflows.runs import Recipe, Runs, scores
 from asu_plugin.workflows.tables import markdown_table
 from asu_plugin.workflows.targets import GENERATED, Setup, prepare
+from asu_plugin.workflows.tofu_format import tofu_subset
 
-EPOCHS, BATCH = 10, 4
-ASU = "unlearn/tofu/asu"
-BASE = "unlearn/tofu/default"
-SYMBOLS = {"temperature": "τ", "alpha": "α", "beta": "β"}
+EPOCHS, BATCH, LR = 10, 4, 1e-3  # unless a point says
 
 
-class Point(NamedTuple):
-    label: str
-    name: str  # of the run's folder
-    recipe: Recipe
-    method_args: dict  # the method's own knobs only
+def lrs(method, *values):
+    return [Point(method, lr, {}) for lr in values]
 
 
-def knob(lr="1e-3", epochs=EPOCHS, **method_args):
-    """One sweep point; the label names what differs from lr 1e-3 and EPOCHS epochs."""
-    items = [("lr", lr)] if lr != "1e-3" or not method_args else []
-    items += method_args.items()
-    items += [("epochs", epochs)] if epochs != EPOCHS else []
-    label = " ".join(f"{SYMBOLS.get(k, k)}={v}" for k, v in items)
-    name = "_".join(f"{k}{v}" for k, v in items).replace(".", "p")
-    recipe = Recipe(epochs, float(lr), BATCH)
-    return Point(label, re.sub(r"\W+", "", name), recipe, method_args)
+def asus(method, *temperatures):
+    return [asu(method, t, LR) for t in temperatures]
 
 
-def asu(temperature, alpha=1, epochs=EPOCHS, **method_args):
-    return knob(epochs=epochs, temperature=temperature, alpha=alpha, **method_args)
-
-
-def lrs(*values):
-    return [knob(lr) for lr in values]
-
-
-# method -> (experiment, sweep points); lr 1e-3 and the host's method_args unless given
+# method -> sweep points; lr 1e-3, EPOCHS and the host's method_args unless given
 SWEEPS = {
-    "ASU_KL": (
-        ASU,
-        [asu(t) for t in (2, 4, 6, 10, 32)]
-        + [asu(10, alpha=0.3), asu(10, alpha=3), asu(10, layers="[0]")]
-        + [asu(10, epochs=30), asu(32, epochs=30)],
-    ),
-    "ASU_GD": (
-        ASU,
-        [asu(t) for t in (4, 6, 10, 32)] + [asu(10, alpha=3), asu(32, epochs=30)],
-    ),
-    "GradDiff": (
-        BASE,
-        lrs("1e-4", "3e-4", "1e-3") + [knob("3e-4", alpha=3), knob("1e-4", epochs=30)],
-    ),
-    "NPO": (
-        BASE,
-        lrs("1e-4", "3e-4", "1e-3")
-        + [knob("3e-4", beta=0.5), knob("3e-4", alpha=3), knob("1e-4", epochs=30)]
-        + [knob("3e-4", epochs=30, beta=0.5)],
-    ),
-    "SimNPO": (
-        BASE,
-        lrs("3e-4", "1e-3", "3e-3")
-        + [knob(beta=2), knob(beta=10), knob(epochs=30), knob(epochs=30, beta=2)],
-    ),
-    "UNDIAL": (
-        BASE,
-        lrs("3e-4", "1e-3")
-        + [knob(beta=3), knob(beta=30), knob(alpha=1), knob(epochs=30, alpha=1)],
-    ),
+    "ASU_KL": asus("ASU_KL", 2, 4, 6, 10, 32)
+    + [asu("ASU_KL", 10, LR, gamma=g) for g in (0.3, 3)]
+    + [asu("ASU_KL", 10, LR, layers="[0]")]
+    + [asu("ASU_KL", t, LR, epochs=30) for t in (10, 32)],
+    "ASU_GD": asus("ASU_GD", 4, 6, 10, 32)
+    + [asu("ASU_GD", 10, LR, gamma=3), asu("ASU_GD", 32, LR, epochs=30)],
+    "GradDiff": lrs("GradDiff", 1e-4, 3e-4, 1e-3)
+    + [Point("GradDiff", 3e-4, {"alpha": 3}), Point("GradDiff", 1e-4, {}, 30)],
+    "NPO": lrs("NPO", 1e-4, 3e-4, 1e-3)
+    + [Point("NPO", 3e-4, {"beta": 0.5}), Point("NPO", 3e-4, {"alpha": 3})]
+    + [Point("NPO", 1e-4, {}, 30), Point("NPO", 3e-4, {"beta": 0.5}, 30)],
+    "SimNPO": lrs("SimNPO", 3e-4, 1e-3, 3e-3)
+    + [Point("SimNPO", LR, {"beta": b}) for b in (2, 10)]
+    + [Point("SimNPO", LR, {}, 30), Point("SimNPO", LR, {"beta": 2}, 30)],
+    "UNDIAL": lrs("UNDIAL", 3e-4, 1e-3)
+    + [Point("UNDIAL", LR, {"beta": b}) for b in (3, 30)]
+    + [Point("UNDIAL", LR, {"alpha": 1}), Point("UNDIAL", LR, {"alpha": 1}, 30)],
 }
 FORGET, UTILITY = "forget_Q_A_Prob", "retain_Q_A_Prob"
 THRESHOLDS = (0.95, 0.9, 0.85, 0.8, 0.6)  # of UTILITY, for the matched-utility table
 COLUMNS = (
-    "forget_Q_A_Prob",
-    "forget_Q_A_ROUGE",
-    "forget_truth_ratio",
-    "forget_quality",
+    *FORGET_COLUMNS,
     "retain_Q_A_Prob",
     "retain_Q_A_ROUGE",
     "model_utility",
@@ -113,50 +83,35 @@ COLUMNS = (
 )
 
 
-def teachers(methods):
-    """The forget-teachers of the ASU sweep points: label -> (run name, eval overrides)."""
-    points = {}
-    for method in methods:
-        for point in SWEEPS[method][1]:
-            args = point.method_args
-            smoothed = {k: args[k] for k in ("temperature", "layers") if k in args}
-            if smoothed:
-                label, name, *_ = knob(**smoothed)
-                overrides = teacher_overrides(**smoothed)
-                points[label] = (args["temperature"], f"teacher_{name}", overrides)
+def sweep_teachers(methods):
+    """The forget-teachers of the sweep's ASU points, by τ: label -> (run name, overrides)."""
+    found = teachers(p for m in methods for p in SWEEPS[m])
     return {
-        label: point[1:]
-        for label, point in sorted(points.items(), key=lambda kv: (kv[1][0], kv[0]))
+        f"τ={tau}" + ("" if layers is None else f" layers={layers}"): (
+            name,
+            teacher_overrides(tau, layers),
+        )
+        for tau, layers, name in sorted(found, key=lambda t: (t[0], str(t[1])))
     }
 
 
 def run_sweeps(runs, target, retain_logs, methods, seeds):
-    results = []  # (method, label, seed, metrics)
-    for method in methods:
-        experiment, points = SWEEPS[method]
-        for label, name, recipe, method_args in points:
-            for seed in seeds:
-                run = f"{method}_{name}_s{seed}"
-                if not runs.evaluated(run):
-                    model = runs.ensure_model(
-                        run,
-                        target,
-                        [
-                            "--config-name=unlearn.yaml",
-                            f"experiment={experiment}",
-                            f"trainer={method}",
-                            f"trainer.args.seed={seed}",
-                            *(
-                                f"trainer.method_args.{k}={v}"
-                                for k, v in method_args.items()
-                            ),
-                        ],
-                        recipe,
-                        stage=f"{method} {label} seed {seed}",
-                    )
-                    runs.evaluate(run, model, retain_logs)
-                metrics = scores(runs.eval_dir(run))["metrics"]
-                results.append((method, label, seed, metrics))
+    """Every point of ``methods`` at every seed; ``(point, metrics)`` of each run."""
+    results = []
+    for point in (p for m in methods for p in SWEEPS[m]):
+        recipe = Recipe(point.epochs or EPOCHS, point.lr, BATCH)
+        for seed in seeds:
+            run = f"{point.name}_s{seed}"
+            if not runs.evaluated(run):
+                model = runs.ensure_model(
+                    run,
+                    target,
+                    [*point.overrides(), f"trainer.args.seed={seed}"],
+                    recipe,
+                    stage=f"{point.method} {point.label} seed {seed}",
+                )
+                runs.evaluate(run, model, retain_logs)
+            results.append((point, scores(runs.eval_dir(run))["metrics"]))
     return results
 
 
@@ -167,15 +122,16 @@ def mean_std(values):
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def aggregate(runs):
-    """(method, knob) -> column -> (mean, std) over seeds."""
-    points = {}
-    for method, knob, _, metrics in runs:
-        points.setdefault((method, knob), []).append(metrics)
-    return {
-        key: {c: mean_std([m.get(c) for m in ms]) for c in COLUMNS}
-        for key, ms in points.items()
-    }
+def aggregate(results):
+    """method -> [(point, column -> (mean, std) over seeds)]."""
+    seeds = {}
+    for point, metrics in results:
+        seeds.setdefault(point.name, (point, []))[1].append(metrics)
+    methods = {}
+    for point, runs in seeds.values():
+        stats = {c: mean_std([m.get(c) for m in runs]) for c in COLUMNS}
+        methods.setdefault(point.method, []).append((point, stats))
+    return methods
 
 
 def fmt(mean_and_std):
@@ -183,69 +139,9 @@ def fmt(mean_and_std):
     return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def write_results(out, agg, teachers, references, seeds, command, setup):
-    everything = [
-        [name, "–", *(fmt((m.get(c), 0.0)) for c in COLUMNS)]
-        for name, m in references.items()
-    ]
-    everything += [
-        [method, knob, *(fmt(p[c]) for c in COLUMNS)]
-        for (method, knob), p in agg.items()
-    ]
-    teacher_rows = [
-        [tau, *(fmt((metrics.get(c), 0.0)) for c in COLUMNS)]
-        for tau, metrics in teachers.items()
-    ]
-    methods = dict.fromkeys(m for m, _ in agg)
-    fronts = [
-        f"- {method}: "
-        + ", ".join(
-            f"{k} ({forget((k, p)):.3f}, {utility((k, p)):.3f})"
-            for k, p in pareto(method_points(agg, method), forget, utility)
-        )
-        for method in methods
-    ]
-    matched = [
-        [method, *(best(agg, method, threshold) for threshold in THRESHOLDS)]
-        for method in methods
-    ]
-    lines = [
-        "# Mini-TOFU: ASU against the host's baselines\n",
-        f"Command: `{command}`\n",
-        f"torch {torch.__version__}, transformers {transformers.__version__}. {setup} "
-        f"Unlearning: batch {BATCH}, lr 1e-3 and {EPOCHS} epochs unless the knob says, the baselines' "
-        "method_args at the host's defaults unless swept (GradDiff / NPO / SimNPO: α = "
-        "retain weight; UNDIAL's default α is 0, no retain term; ASU: α = forget weight). "
-        f"Mean ± std over seeds {list(seeds)} (the unlearning run's seed; one target and "
-        "retain model). forget_repetition: share of repeated words in the generated forget "
-        "answers (fluency check).\n",
-        "## Every setting\n",
-        markdown_table(["method", "knob", *COLUMNS], everything),
-        "\n## Forget-teacher at each τ / layer set of the ASU sweep (the target, smoothed)\n",
-        markdown_table(["τ", *COLUMNS], teacher_rows),
-        "\n## Pareto fronts (forget answer prob ↓ vs retain answer prob ↑)\n",
-        *fronts,
-        "\n## Matched utility: lowest forget prob with retain prob ≥ threshold\n",
-        markdown_table(["method", *(f"≥ {t}" for t in THRESHOLDS)], matched),
-    ]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    plot_fronts(
-        out / "results.png",
-        {method: method_points(agg, method) for method in methods},
-        forget,
-        utility,
-        ("forget answer prob (↓)", "retain answer prob (utility, ↑)"),
-        [
-            ("forget-teacher (τ)", "k^", [_mean(m) for m in teachers.values()]),
-            ("retain model (goal)", "k*", [_mean(references["retain model"])]),
-        ],
-        title="Mini-TOFU: forget vs utility, Pareto fronts",
-    )
-
-
-def _mean(metrics):
-    """A single run's metrics as a point of ``forget`` / ``utility``."""
-    return (None, {c: (metrics.get(c), 0.0) for c in (FORGET, UTILITY)})
+def single(metrics):
+    """One run's metrics as (mean, std) columns."""
+    return {c: (metrics.get(c), 0.0) for c in COLUMNS}
 
 
 def forget(item):
@@ -256,14 +152,63 @@ def utility(item):
     return item[1][UTILITY][0]
 
 
-def method_points(agg, method):
-    return [(k, p) for (m, k), p in agg.items() if m == method]
+def label(item):
+    return item[0].label
 
 
-def best(agg, method, threshold):
-    """The lowest forget prob of ``method`` with retain prob ≥ ``threshold``, and its knob."""
-    item = best_at(method_points(agg, method), forget, utility, threshold)
-    return "–" if item is None else f"{forget(item):.3f} ({item[0]})"
+def write_results(out, methods, teachers, references, seeds, command, setup):
+    everything = [
+        [name, "–", *(fmt(s) for s in single(m).values())]
+        for name, m in references.items()
+    ]
+    everything += [
+        [point.method, point.label, *(fmt(stats[c]) for c in COLUMNS)]
+        for items in methods.values()
+        for point, stats in items
+    ]
+    teacher_rows = [
+        [tau, *(fmt(s) for s in single(metrics).values())]
+        for tau, metrics in teachers.items()
+    ]
+    lines = [
+        "# Mini-TOFU: ASU against the host's baselines\n",
+        f"Command: `{command}`\n",
+        f"torch {torch.__version__}, transformers {transformers.__version__}. {setup} "
+        f"Unlearning: batch {BATCH}, lr {LR:g} and {EPOCHS} epochs unless the knob says, "
+        "the baselines' method_args at the host's defaults unless swept (GradDiff / NPO / "
+        "SimNPO: α = retain weight; UNDIAL's default α is 0, no retain term; ASU: γ = "
+        f"forget weight). Mean ± std over seeds {list(seeds)} (the unlearning run's seed; "
+        "one target and retain model). forget_repetition: share of repeated words in the "
+        "generated forget answers (fluency check).\n",
+        "## Every setting\n",
+        markdown_table(["method", "knob", *COLUMNS], everything),
+        "\n## Forget-teacher at each τ / layer set of the ASU sweep (the target, smoothed)\n",
+        markdown_table(["τ", *COLUMNS], teacher_rows),
+        "\n## Pareto fronts (forget answer prob ↓ vs retain answer prob ↑)\n",
+        *front_lines(methods, forget, utility, label),
+        "\n## Matched utility: lowest forget prob with retain prob ≥ threshold\n",
+        markdown_table(
+            ["method", *(f"≥ {t}" for t in THRESHOLDS)],
+            matched_rows(methods, forget, utility, label, THRESHOLDS),
+        ),
+    ]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    plot_fronts(
+        out / "results.png",
+        methods,
+        forget,
+        utility,
+        ("forget answer prob (↓)", "retain answer prob (utility, ↑)"),
+        [
+            (
+                "forget-teacher (τ)",
+                "k^",
+                [(None, single(m)) for m in teachers.values()],
+            ),
+            ("retain model (goal)", "k*", [(None, single(references["retain model"]))]),
+        ],
+        title="Mini-TOFU: forget vs utility, Pareto fronts",
+    )
 
 
 def preset(args):
@@ -319,6 +264,12 @@ def main():
             f"--data tofu needs --tofu-dir or TOFU_DIR: a folder with locuslab/TOFU's "
             f"jsonl files (got {args.tofu_dir})"
         )
+    with stops("mini_tofu"):
+        run(args)
+
+
+def run(args):
+    """The references, the forget-teachers and every sweep point; then the results."""
     kind = args.data if args.device == "cpu" else "tofu_all_cuda"
     results = args.results or Path(__file__).parent / "results" / "mini_tofu" / kind
     results.mkdir(parents=True, exist_ok=True)
@@ -343,7 +294,7 @@ def main():
             overrides,
             stage=f"evaluating the forget-teacher at {label}",
         )
-        for label, (name, overrides) in teachers(args.methods).items()
+        for label, (name, overrides) in sweep_teachers(args.methods).items()
     }
     sweeps = run_sweeps(runs, models["target"], retain_logs, args.methods, args.seeds)
     command = "OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/mini_tofu.py"
@@ -352,9 +303,9 @@ def main():
         command += f" --methods {' '.join(args.methods)}"
     if args.device == "cuda":
         command += " --device cuda"
-    agg = aggregate(sweeps)
+    methods = aggregate(sweeps)
     write_results(
-        results, agg, teacher_scores, references, args.seeds, command, description
+        results, methods, teacher_scores, references, args.seeds, command, description
     )
     runs.stage(f"wrote {results / 'results.md'} and {results / 'results.png'}")
 

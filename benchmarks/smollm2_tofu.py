@@ -25,18 +25,27 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import transformers
-from fronts import best_at, pareto, plot_fronts
+from common import (
+    FORGET_COLUMNS,
+    Point,
+    asu,
+    best_at,
+    front_lines,
+    matched_rows,
+    plot_fronts,
+    teachers,
+)
 
 from asu_plugin.workflows import targets
-from asu_plugin.workflows.demo_data import read_jsonl, tofu_subset
+from asu_plugin.workflows.entry import WorkflowError, stops
 from asu_plugin.workflows.host import host_commit, link_tofu, teacher_overrides
-from asu_plugin.workflows.runs import Recipe, Runs
+from asu_plugin.workflows.runs import Recipe, Runs, same_record, write_record
 from asu_plugin.workflows.smollm2 import GGUF, prepare
 from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.tofu_format import read_jsonl, tofu_subset
 
 MODEL = "SmolLM2-135M-Instruct"
 DATA = {  # tofu_subset arguments
@@ -59,10 +68,7 @@ EVAL = [
 ]
 FORGET, UTILITY = "forget_Q_A_Prob", "model_utility"
 COLUMNS = (
-    "forget_Q_A_Prob",
-    "forget_Q_A_ROUGE",
-    "forget_truth_ratio",
-    "forget_quality",
+    *FORGET_COLUMNS,
     "model_utility",
     "retain_Q_A_Prob",
     "retain_Q_A_ROUGE",
@@ -71,60 +77,27 @@ COLUMNS = (
     "forget_repetition",
 )
 MATCHED = (0.95, 0.9, 0.8)  # of the target's model_utility
-SYMBOLS = {"temperature": "τ", "alpha": "α", "beta": "β"}
-
-
-class Point(NamedTuple):
-    method: str
-    lr: float
-    method_args: dict
-
-    @property
-    def label(self):
-        knobs = " ".join(
-            f"{SYMBOLS.get(k, k)}={v}" for k, v in self.method_args.items()
-        )
-        return f"lr={self.lr:g} {knobs}".strip()
-
-    @property
-    def name(self):
-        knobs = "_".join(f"{k}{v}" for k, v in self.method_args.items())
-        return f"{self.method}_lr{self.lr:g}_{knobs}".strip("_").replace(".", "p")
-
-    def overrides(self):
-        experiment = "asu" if self.method.startswith("ASU") else "default"
-        return [
-            "--config-name=unlearn.yaml",
-            f"experiment=unlearn/tofu/{experiment}",
-            f"trainer={self.method}",
-            *(f"trainer.method_args.{k}={v}" for k, v in self.method_args.items()),
-        ]
-
-
-def asu(method, temperature, lr=3e-5, alpha=1):
-    return Point(method, lr, {"temperature": temperature, "alpha": alpha})
-
 
 # most telling first: a stopped run has compared ASU at the calibrated τ (2, by
 # asu_plugin.workflows.calibrate on the target) and the paper's 2.3 with every baseline,
 # then the τ grid below the calibrated one and the baselines at a larger learning rate
 POINTS = [
-    asu("ASU_KL", 2.0),
+    asu("ASU_KL", 2.0, 3e-5),
     Point("GradDiff", 3e-5, {}),
-    asu("ASU_KL", 2.3),
+    asu("ASU_KL", 2.3, 3e-5),
     Point("NPO", 3e-5, {}),
     Point("SimNPO", 3e-5, {}),
     Point("UNDIAL", 3e-5, {}),
-    asu("ASU_KL", 1.5),
-    asu("ASU_KL", 1.75),
+    asu("ASU_KL", 1.5, 3e-5),
+    asu("ASU_KL", 1.75, 3e-5),
     Point("GradDiff", 1e-4, {}),
     Point("NPO", 1e-4, {}),
-    asu("ASU_KL", 2.0, lr=1e-4),
-    asu("ASU_GD", 2.0),
-    asu("ASU_KL", 2.3, lr=1e-4),  # its teacher forgets more: 0.120 vs τ 2's 0.338
+    asu("ASU_KL", 2.0, 1e-4),
+    asu("ASU_GD", 2.0, 3e-5),
+    asu("ASU_KL", 2.3, 1e-4),  # its teacher forgets more: 0.120 vs τ 2's 0.338
     Point("SimNPO", 1e-4, {}),
     Point("UNDIAL", 1e-4, {}),
-    asu("ASU_KL", 2.0, alpha=3),
+    asu("ASU_KL", 2.0, 3e-5, gamma=3),
     Point("NPO", 3e-5, {"beta": 0.5}),
     Point("SimNPO", 3e-5, {"beta": 2}),
     Point("UNDIAL", 3e-5, {"beta": 30}),
@@ -146,42 +119,47 @@ def setup(host):
     }
 
 
+def recorded(point):
+    """``point`` as its file records it. These points ran when ASU's forget weight was
+    ``method_args.alpha`` (now ``gamma``, the host's name, the same weight): their files keep
+    what ran, and this folder names that weight ``alpha``."""
+    args = point.method_args
+    if point.method.startswith("ASU"):
+        args = {"alpha" if k == "gamma" else k: v for k, v in args.items()}
+    return {**point.definition(), "method_args": args}
+
+
 class Bench:
+    """The point files in ``results/points``: one a finished point, kept to its setup."""
+
     def __init__(self, runs, results, definition, tofu_rows):
         self.runs, self.results, self.setup = runs, results, definition
         self.rows = tofu_rows  # the forget QA, for the sample answers
         (results / "points").mkdir(parents=True, exist_ok=True)
 
-    def record(self, name, point):
-        """The point file's path; refuses one that another definition wrote."""
-        path = self.results / "points" / f"{name}.json"
-        if path.is_file():
-            old = json.loads(path.read_text())
-            differs = {
-                k: (old[k], new)
-                for k, new in (("setup", self.setup), ("point", point))
-                if old[k] != new
-            }
-            if differs:
-                raise SystemExit(
-                    f"{path} was written by another configuration: {differs} "
-                    "(old, new). Use another --results folder."
-                )
-        return path
+    def path(self, name):
+        return self.results / "points" / f"{name}.json"
+
+    def done(self, name, point):
+        """Whether the point file ``name`` is written; one another configuration wrote
+        raises ``RecordMismatch``."""
+        record = {"setup": self.setup, "point": point}
+        advice = "use another --results folder"
+        return same_record(self.path(name), record, advice, within=True)
+
+    def read(self, name):
+        return json.loads(self.path(name).read_text())
 
     def score(self, name, model, point, extra=(), train_s=0.0):
         """Evaluate ``model`` into evals/<name> and write its point file."""
-        path = self.record(name, point)
-        if path.is_file():
-            return json.loads(path.read_text())
+        if self.done(name, point):
+            return self.read(name)
         start = time.time()
-        retain_logs = self.runs.out / "evals" / "retain" / "TOFU_EVAL.json"
+        retain_logs = self.runs.eval_logs("retain")
         metrics = self.runs.ensure_eval(
             name, model, None if name == "retain" else retain_logs, [*EVAL, *extra]
         )
-        logs = json.loads(
-            (self.runs.out / "evals" / name / "TOFU_EVAL.json").read_text()
-        )
+        logs = json.loads(self.runs.eval_logs(name).read_text())
         answers = logs["forget_Q_A_ROUGE"]["value_by_index"]
         samples = [
             {**self.rows[int(i)], "generation": answers[i]["generation"]}
@@ -194,19 +172,18 @@ class Bench:
             "samples": samples,
             "wall_s": {"train": train_s, "eval": time.time() - start},
         }
-        path.write_text(json.dumps(result, indent=1))
+        write_record(self.path(name), result, indent=1)
         return result
 
     def unlearn(self, target, point):
-        definition = point._asdict()
-        path = self.record(point.name, definition)
-        if path.is_file():
-            return json.loads(path.read_text())
+        if self.done(point.name, recorded(point)):
+            return self.read(point.name)
         self.runs.stage(f"{point.method} {point.label}")
         start = time.time()
         recipe = Recipe(UNLEARN_EPOCHS, point.lr, UNLEARN_BATCH)
         model = self.runs.ensure_model(point.name, target, point.overrides(), recipe)
-        result = self.score(point.name, model, definition, train_s=time.time() - start)
+        train_s = time.time() - start
+        result = self.score(point.name, model, recorded(point), train_s=train_s)
         self.runs.stage(f"{point.method} {point.label}: {_summary(result)}")
         return result
 
@@ -225,13 +202,17 @@ def references(runs, bench, base):
 
     target = finetune("target")
     definition = {"finetune": "retain"}
-    scored = bench.record("retain", definition).is_file()
+    scored = bench.done("retain", definition)
     # scored first: the target's forget_quality needs the retain model's logs
     retain = bench.score("retain", None if scored else finetune("retain"), definition)
     return target, {
         "target": bench.score("target", target, {"finetune": "target"}),
         "retain": retain,
     }
+
+
+def teacher_definition(tau):
+    return {"temperature": tau, "layers": "all"}
 
 
 def main():
@@ -259,7 +240,8 @@ def main():
         parser.error(f"--limit must be in 1..{len(POINTS)}, got {args.limit}")
     points = POINTS[: args.limit]
     if args.report:
-        return report(args.results.resolve(), points, args)
+        with stops("smollm2_tofu"):
+            return report(args.results.resolve(), points, args)
     if args.tofu_dir is None or not (args.tofu_dir / "forget01.jsonl").is_file():
         parser.error(
             f"--tofu-dir {args.tofu_dir} holds no TOFU jsonl files (forget01.jsonl …): "
@@ -268,6 +250,12 @@ def main():
         )
     if args.jobs > 1:
         os.environ["OMP_NUM_THREADS"] = "1"
+    with stops("smollm2_tofu"):
+        run(args, points)
+
+
+def run(args, points):
+    """Every point not finished yet, the teachers and the references; results after each."""
     base = prepare()
     runs = Runs(args.out, model=MODEL)
     if not (runs.out / "data" / "README.md").is_file():
@@ -280,18 +268,17 @@ def main():
         read_jsonl(runs.out / "data" / "forget10_perturbed.jsonl"),
     )
     target, refs = references(runs, bench, base)
-    teachers = teacher_points(points)
 
-    def teacher(item):
-        tau, name, definition = item
-        if not bench.record(name, definition).is_file():
+    def teacher(tau, name):
+        definition = teacher_definition(tau)
+        if not bench.done(name, definition):
             runs.stage(f"evaluating the forget-teacher at τ {tau:g}")
         return bench.score(name, target, definition, teacher_overrides(tau))
 
     # the points first; then the teachers (calibrate has their answer probabilities
     # already), the rest of the grid, and last the untouched base model (a reference only)
     jobs = [lambda p=p: bench.unlearn(target, p) for p in points[:BEFORE_TEACHERS]]
-    jobs += [lambda t=t: teacher(t) for t in teachers]
+    jobs += [lambda t=t: teacher(t[0], t[2]) for t in teachers(points)]
     jobs += [lambda p=p: bench.unlearn(target, p) for p in points[BEFORE_TEACHERS:]]
     jobs.append(
         lambda: refs.update(base=bench.score("base", base, {"pretrained": MODEL}))
@@ -299,139 +286,53 @@ def main():
     with ThreadPoolExecutor(args.jobs) as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()
-            write_results(bench, refs, teachers, points, args)
+            write_results(bench.results, refs, points, args.jobs)
     runs.stage(f"wrote {bench.results / 'results.md'}")
-
-
-def teacher_points(points):
-    """(τ, name, definition) of the forget-teacher at each τ the points use, in that order."""
-    taus = dict.fromkeys(
-        p.method_args["temperature"] for p in points if "temperature" in p.method_args
-    )
-    return [
-        (
-            tau,
-            f"teacher_t{tau:g}".replace(".", "p"),
-            {"temperature": tau, "layers": "all"},
-        )
-        for tau in taus
-    ]
 
 
 def report(results, points, args):
     """Rewrite the results from the point files alone (no host run, no model)."""
-    read = lambda name: json.loads((results / "points" / f"{name}.json").read_text())  # noqa: E731
     refs = {
-        name: read(name)
+        name: json.loads((results / "points" / f"{name}.json").read_text())
         for name in ("target", "retain", "base")
         if (results / "points" / f"{name}.json").is_file()
     }
     if {"target", "retain"} - set(refs):
-        raise SystemExit(
+        raise WorkflowError(
             f"{results / 'points'} has no target and retain model scores yet"
         )
-    bench = Bench(None, results, refs["target"]["setup"], [])
-    write_results(bench, refs, teacher_points(points), points, args)
+    write_results(results, refs, points, args.jobs)
 
 
-def write_results(bench, refs, teachers, points, args):
+def finished(results, names):
+    """name -> the point file's contents, for the names written so far."""
+    files = {name: results / "points" / f"{name}.json" for name in names}
+    return {n: json.loads(f.read_text()) for n, f in files.items() if f.is_file()}
+
+
+def write_results(results, refs, points, jobs):
     """results.md and results.png from the point files written so far."""
-    done = []  # (point, metrics)
-    for point in points:
-        path = bench.results / "points" / f"{point.name}.json"
-        if path.is_file():
-            done.append((point, json.loads(path.read_text())["metrics"]))
-    teacher_scores = {}
-    for tau, name, _ in teachers:
-        path = bench.results / "points" / f"{name}.json"
-        if path.is_file():
-            teacher_scores[tau] = json.loads(path.read_text())["metrics"]
-    cells = lambda m: [m.get(c) for c in COLUMNS]  # noqa: E731
-    command = "OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/smollm2_tofu.py"
-    command += f" --tofu-dir TOFU --jobs {args.jobs}"
-    setup = bench.setup
-    wall = sum(
-        sum(json.loads(p.read_text())["wall_s"].values())
-        for p in (bench.results / "points").glob("*.json")
-    )
-    lines = [
-        "# Mini-TOFU on SmolLM2-135M-Instruct: ASU against the host's baselines\n",
-        f"Command: `{command}`\n",
-        f"Host: open-unlearning {setup['host']}; transformers {setup['transformers']}, "
-        f"torch {setup['torch']}; CPU, float32. Target: {setup['model']} finetuned "
-        f"({FINETUNE.epochs} epochs, lr {FINETUNE.lr:g}, batch {FINETUNE.batch_size}) on "
-        "TOFU forget01's 2 authors + the first 4 authors of full; retain model without "
-        "the 2. Unlearning: forget01, "
-        f"{UNLEARN_EPOCHS} epochs, batch {UNLEARN_BATCH}, no warm-up; the baselines' "
-        "method_args at the host's defaults unless the knob says; ASU α = forget weight. "
-        f"{len(done)} of {len(points)} points done; {wall / 3600:.1f} h of process wall "
-        f"time so far ({args.jobs} process(es) at once, 1 thread each when 2).\n",
-        "## Every point\n",
-        markdown_table(
-            ["method", "knob", *COLUMNS],
-            [
-                *([name, "–", *cells(r["metrics"])] for name, r in list(refs.items())),
-                *([p.method, p.label, *cells(m)] for p, m in done),
-            ],
-        ),
-        "\n## Forget-teacher (the target with attention temperature τ, all layers)\n",
-        markdown_table(
-            ["τ", *COLUMNS],
-            [[tau, *cells(m)] for tau, m in sorted(teacher_scores.items())],
-        ),
-    ]
-    forget, utility = (lambda kv: kv[1][FORGET]), (lambda kv: kv[1][UTILITY])
+    files = finished(results, [p.name for p in points])
+    done = [(p, files[p.name]["metrics"]) for p in points if p.name in files]
+    teacher_files = finished(results, [name for _, _, name in teachers(points)])
+    teacher_scores = {
+        tau: teacher_files[name]["metrics"]
+        for tau, _, name in teachers(points)
+        if name in teacher_files
+    }
     methods = {}
     for point, metrics in done:
         methods.setdefault(point.method, []).append((point, metrics))
-    lines.append(f"\n## Pareto fronts ({FORGET} ↓, {UTILITY} ↑)\n")
-    for method, items in methods.items():
-        front = pareto(items, forget, utility)
-        lines.append(
-            f"- {method}: "
-            + ", ".join(
-                f"{p.label} ({forget((p, m)):.3f}, {utility((p, m)):.3f})"
-                for p, m in front
-            )
-        )
     target_utility = refs["target"]["metrics"][UTILITY]
-    lines += [
-        f"\n## Matched utility: lowest {FORGET} with {UTILITY} ≥ a share of the "
-        f"target's ({target_utility:.3f})\n",
-        markdown_table(
-            ["method", *(f"≥ {t:g}×" for t in MATCHED)],
-            [
-                [
-                    method,
-                    *(
-                        _best(items, forget, utility, t * target_utility)
-                        for t in MATCHED
-                    ),
-                ]
-                for method, items in methods.items()
-            ],
-        ),
-        "\n## Sample forget answers (each method's lowest-forget point at ≥ 0.9× the "
-        "target's utility, else its lowest-forget point)\n",
+    lines = [
+        *header(refs["target"]["setup"], results, len(done), len(points), jobs),
+        *tables(refs, done, teacher_scores),
+        *fronts(methods, target_utility),
+        *sample_answers(results, refs, methods, target_utility),
     ]
-    chosen = {"target (before unlearning)": refs["target"]}
-    for method, items in methods.items():
-        point, _ = best_at(items, forget, utility, 0.9 * target_utility) or min(
-            items, key=forget
-        )
-        path = bench.results / "points" / f"{point.name}.json"
-        chosen[f"{method} {point.label}"] = json.loads(path.read_text())
-    for title, result in chosen.items():
-        lines.append(f"**{title}**\n")
-        for sample in result["samples"]:
-            lines.append(
-                f"- Q: {sample['question']}\n  - truth: {sample['answer']}\n"
-                f"  - answer: {sample['generation'].strip()!r}"
-            )
-        lines.append("")
-    (bench.results / "results.md").write_text("\n".join(lines) + "\n")
+    (results / "results.md").write_text("\n".join(lines) + "\n")
     plot_fronts(
-        bench.results / "results.png",
+        results / "results.png",
         methods,
         forget,
         utility,
@@ -445,9 +346,100 @@ def write_results(bench, refs, teachers, points, args):
     )
 
 
-def _best(items, forget, utility, threshold):
-    best = best_at(items, forget, utility, threshold)
-    return "–" if best is None else f"{forget(best):.3f} ({best[0].label})"
+def forget(item):
+    return item[1][FORGET]
+
+
+def utility(item):
+    return item[1][UTILITY]
+
+
+def label(item):
+    return item[0].label
+
+
+def header(setup, results, done, total, jobs):
+    """The title, the command and what ran."""
+    command = "OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/smollm2_tofu.py"
+    command += f" --tofu-dir TOFU --jobs {jobs}"
+    wall = sum(
+        sum(json.loads(p.read_text())["wall_s"].values())
+        for p in (results / "points").glob("*.json")
+    )
+    return [
+        "# Mini-TOFU on SmolLM2-135M-Instruct: ASU against the host's baselines\n",
+        f"Command: `{command}`\n",
+        f"Host: open-unlearning {setup['host']}; transformers {setup['transformers']}, "
+        f"torch {setup['torch']}; CPU, float32. Target: {setup['model']} finetuned "
+        f"({FINETUNE.epochs} epochs, lr {FINETUNE.lr:g}, batch {FINETUNE.batch_size}) on "
+        "TOFU forget01's 2 authors + the first 4 authors of full; retain model without "
+        "the 2. Unlearning: forget01, "
+        f"{UNLEARN_EPOCHS} epochs, batch {UNLEARN_BATCH}, no warm-up; the baselines' "
+        "method_args at the host's defaults unless the knob says; ASU γ = forget weight. "
+        f"{done} of {total} points done; {wall / 3600:.1f} h of process wall "
+        f"time so far ({jobs} process(es) at once, 1 thread each when 2).\n",
+    ]
+
+
+def tables(refs, done, teacher_scores):
+    """Every point's scores and the forget-teacher's."""
+
+    def cells(metrics):
+        return [metrics.get(c) for c in COLUMNS]
+
+    return [
+        "## Every point\n",
+        markdown_table(
+            ["method", "knob", *COLUMNS],
+            [
+                *([name, "–", *cells(r["metrics"])] for name, r in refs.items()),
+                *([p.method, p.label, *cells(m)] for p, m in done),
+            ],
+        ),
+        "\n## Forget-teacher (the target with attention temperature τ, all layers)\n",
+        markdown_table(
+            ["τ", *COLUMNS],
+            [[tau, *cells(m)] for tau, m in sorted(teacher_scores.items())],
+        ),
+    ]
+
+
+def fronts(methods, target_utility):
+    """Each method's Pareto front and its matched-utility points."""
+    thresholds = [t * target_utility for t in MATCHED]
+    return [
+        f"\n## Pareto fronts ({FORGET} ↓, {UTILITY} ↑)\n",
+        *front_lines(methods, forget, utility, label),
+        f"\n## Matched utility: lowest {FORGET} with {UTILITY} ≥ a share of the "
+        f"target's ({target_utility:.3f})\n",
+        markdown_table(
+            ["method", *(f"≥ {t:g}×" for t in MATCHED)],
+            matched_rows(methods, forget, utility, label, thresholds),
+        ),
+    ]
+
+
+def sample_answers(results, refs, methods, target_utility):
+    """Two forget answers of the target and of each method's chosen point."""
+    lines = [
+        "\n## Sample forget answers (each method's lowest-forget point at ≥ 0.9× the "
+        "target's utility, else its lowest-forget point)\n",
+    ]
+    chosen = {"target (before unlearning)": refs["target"]}
+    for method, items in methods.items():
+        point, _ = best_at(items, forget, utility, 0.9 * target_utility) or min(
+            items, key=forget
+        )
+        chosen[f"{method} {point.label}"] = finished(results, [point.name])[point.name]
+    for title, result in chosen.items():
+        lines.append(f"**{title}**\n")
+        for sample in result["samples"]:
+            lines.append(
+                f"- Q: {sample['question']}\n  - truth: {sample['answer']}\n"
+                f"  - answer: {sample['generation'].strip()!r}"
+            )
+        lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

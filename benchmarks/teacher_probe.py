@@ -22,11 +22,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import AttentionSmoothing
-from asu_plugin.workflows.calibrate import (
-    IGNORE_INDEX,
-    answer_probability,
-    label_logprobs,
-)
+from asu_plugin.losses import IGNORE_INDEX
+from asu_plugin.workflows.calibration.measure import answer_probability, label_logprobs
 from asu_plugin.workflows.runs import Runs
 from asu_plugin.workflows.tables import markdown_table
 from asu_plugin.workflows.targets import TINY_LLAMA, Setup, prepare, split_rows

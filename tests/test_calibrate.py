@@ -12,29 +12,31 @@ import asu_plugin
 from asu_plugin.asu.smoothing import AttentionSmoothing
 from asu_plugin.workflows import calibrate
 from asu_plugin.workflows.calibrate import (
-    answer_probability,
     check_temperatures,
-    class_probability,
-    fluency,
-    host_module,
-    is_function_token,
-    label_logprobs,
-    prepare,
-    recommend,
     resolve_layer_sets,
     split_files,
     spread_rows,
-    sweep,
-    token_classes,
-    write_report,
 )
-from asu_plugin.workflows.demo_data import generate, read_jsonl
+from asu_plugin.workflows.calibration.measure import (
+    answer_probability,
+    class_probability,
+    label_logprobs,
+    prepare,
+    sweep,
+)
+from asu_plugin.workflows.calibration.report import write_report
+from asu_plugin.workflows.calibration.rule import recommend
+from asu_plugin.workflows.calibration.tokens import is_function_token, token_classes
+from asu_plugin.workflows.demo_data import generate
+from asu_plugin.workflows.host import host_module
+from asu_plugin.workflows.text_metrics import fluency
 from asu_plugin.workflows.tiny import (
     PROMPT,
     build_tiny_llama,
     build_tokenizer,
     qa_texts,
 )
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 from conftest import tiny_model
 
@@ -251,7 +253,7 @@ def config(root, model="SmolLM2-135M-Instruct", **overrides):
     [
         ({"temperatures": "[1,0]"}, ValueError),
         ({"layer_sets": "[all,[0,2]]"}, ValueError),  # the tiny model has layers 0, 1
-        ({"retain_split": "retain_nowhere"}, FileNotFoundError),
+        ({"retain_split": "retain_nowhere"}, ValueError),  # data_dir lacks the split
     ],
 )
 def test_bad_inputs_stop_before_the_model_loads(

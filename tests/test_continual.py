@@ -45,7 +45,7 @@ class FakeHost:
     def __init__(self, fail_at=None):
         self.calls, self.fail_at = [], fail_at
 
-    def __call__(self, script, overrides):
+    def __call__(self, script, name, overrides):
         out = Path(value(overrides, "paths.output_dir"))
         out.mkdir(parents=True)
         self.calls.append((script, value(overrides, "task_name")))
@@ -171,9 +171,10 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     import subprocess
     import sys
 
-    from asu_plugin.workflows.demo_data import generate, read_jsonl
-    from asu_plugin.workflows.host import NO_EVAL, link_tofu, train_overrides
+    from asu_plugin.workflows.demo_data import generate
+    from asu_plugin.workflows.host import NO_EVAL, device_overrides, link_tofu
     from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
+    from asu_plugin.workflows.tofu_format import read_jsonl
 
     generate(tmp_path / "data")
     link_tofu(tmp_path, tmp_path / "data")
@@ -181,7 +182,7 @@ def test_two_requests_through_the_real_host(host, tmp_path):
         tmp_path / "tiny", qa_texts(read_jsonl(tmp_path / "data" / "finetune.jsonl"))
     )
     tokenizer = f"model.tokenizer_args.pretrained_model_name_or_path={tiny}"
-    train = [tokenizer, *train_overrides(), *NO_EVAL, "+trainer.args.max_steps=2"]
+    train = [tokenizer, *device_overrides(), *NO_EVAL, "+trainer.args.max_steps=2"]
     evals = [tokenizer, "model.model_args.device_map=cpu", "holdout_split=holdout10"]
     evals += [f"~eval.tofu.metrics.{m}" for m in ("privleak", "extraction_strength")]
     requests = [

@@ -7,15 +7,10 @@ import pytest
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin.workflows.demo_data import (
-    FIRST,
-    LAST,
-    generate,
-    read_jsonl,
-    tofu_subset,
-)
-from asu_plugin.workflows.host import link_tofu, run_host, train_overrides
+from asu_plugin.workflows.demo_data import FIRST, LAST, generate
+from asu_plugin.workflows.host import device_overrides, link_tofu, run_host
 from asu_plugin.workflows.tiny import PROMPT, build_tiny_llama, encode_qa, qa_texts
+from asu_plugin.workflows.tofu_format import read_jsonl, tofu_subset
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +149,7 @@ def test_host_runs_see_the_gpu_only_on_cuda(tmp_path, monkeypatch, device):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     result = run_host(tmp_path, "train.py", [], tmp_path, device, capture_output=True)
     assert result.stdout.strip() == ("''" if device == "cpu" else "'unset'")
-    overrides = train_overrides(device)
+    overrides = device_overrides(device)
     assert ("trainer.args.bf16=false" in overrides) == (device == "cpu")
     assert "trainer.args.optim=adamw_torch" in overrides
 

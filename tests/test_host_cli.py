@@ -8,9 +8,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import Reference
-from asu_plugin.workflows.demo_data import generate, read_jsonl
-from asu_plugin.workflows.host import link_tofu, run_host, train_overrides
+from asu_plugin.workflows.demo_data import generate
+from asu_plugin.workflows.host import device_overrides, link_tofu, run_host
 from asu_plugin.workflows.tiny import build_tiny_llama, encode_qa, qa_texts
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 pytestmark = pytest.mark.host
 TAU = 2.3
@@ -99,7 +100,7 @@ def unlearn(host, run_dir, tiny, trainer, task, extra):
         f"task_name={task}",
         *model_overrides(tiny),
         *SPLITS,
-        *train_overrides(),
+        *device_overrides(),
         "trainer.args.per_device_train_batch_size=4",
         "trainer.args.gradient_accumulation_steps=1",
         "trainer.args.do_eval=false",
@@ -227,7 +228,7 @@ def test_asu_rmu_trains_through_the_host_on_wmdp_shaped_text(host, run_dir, tiny
         "experiment=unlearn/wmdp/asu_rmu",
         f"task_name={task}",
         *model_overrides(tiny),
-        *(o for o in train_overrides() if "warmup_epochs" not in o),  # RMU has none
+        *(o for o in device_overrides() if "warmup_epochs" not in o),  # RMU has none
         *(f"trainer.args.{k}" for k in ("do_eval=false", "eval_on_start=false")),
         "trainer.args.eval_strategy=no",
         "trainer.args.max_steps=3",

@@ -12,9 +12,10 @@ import transformers
 import yaml
 from transformers import AutoModelForCausalLM
 
-from asu_plugin.workflows.demo_data import generate, read_jsonl
-from asu_plugin.workflows.host import NO_EVAL, link_tofu, train_overrides
+from asu_plugin.workflows.demo_data import generate
+from asu_plugin.workflows.host import NO_EVAL, device_overrides, link_tofu
 from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 pytestmark = pytest.mark.host
 
@@ -56,7 +57,7 @@ def train(host, run_dir, task, processes, extra=()):
         f"model.model_args.pretrained_model_name_or_path={tiny}",
         f"model.tokenizer_args.pretrained_model_name_or_path={tiny}",
         "forget_split=forget10", "retain_split=retain90", "holdout_split=holdout10",
-        *train_overrides(), *NO_EVAL, f"+trainer.args.max_steps={STEPS}",
+        *device_overrides(), *NO_EVAL, f"+trainer.args.max_steps={STEPS}",
         f"trainer.args.per_device_train_batch_size={GLOBAL_BATCH // processes}",
         "trainer.args.gradient_accumulation_steps=1", "trainer.args.logging_steps=1",
         f"paths.root_dir={run_dir}", *CPU_ARGS, *extra,

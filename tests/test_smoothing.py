@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from asu_plugin import AttentionSmoothing, smooth_attention
 from asu_plugin.asu.models import AttentionSmoothedForCausalLM
+from asu_plugin.asu.smoothing import SmoothingSpec
 from asu_plugin.workflows.tables import markdown_table
 
 from conftest import FAMILIES, TINY, qa_batch, tiny_model
@@ -238,3 +239,22 @@ def test_model_handler_loads_the_smoothed_teacher(tmp_path):
         torch.testing.assert_close(logits(loaded, inputs), logits(model, inputs))
     with pytest.raises(ValueError, match="needs model_args.attention_temperature"):
         AttentionSmoothedForCausalLM.from_pretrained(tmp_path)
+
+
+def test_a_checked_spec_smooths_another_copy_as_the_model_itself_would():
+    model, batch = tiny_model("llama"), qa_batch()
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    spec = SmoothingSpec.check(model, TAU, [1, 0])
+    assert spec == SmoothingSpec(TAU, (0, 1))
+    copy = tiny_model("llama")  # same weights: the frozen copy a trainer makes
+    with spec.on(copy):
+        smoothed = copy(**inputs).logits
+    with AttentionSmoothing(model, TAU, [0, 1]):
+        expected = model(**inputs).logits
+    torch.testing.assert_close(smoothed, expected)
+    assert not torch.allclose(smoothed, copy(**inputs).logits)
+
+
+def test_a_spec_refuses_bad_layers_before_anything_is_smoothed():
+    with pytest.raises(ValueError, match="unknown attention layer index 9"):
+        SmoothingSpec.check(tiny_model("llama"), TAU, [9])

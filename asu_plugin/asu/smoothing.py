@@ -9,6 +9,7 @@ kernels.
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from torch import nn
 from transformers import PreTrainedModel
@@ -109,21 +110,53 @@ def _scale_queries(scale: float, width: int | None):
     return hook
 
 
+class SmoothingSpec(NamedTuple):
+    """What a forget-teacher smooths: τ and the attention layers (sorted indices).
+
+    ``check`` validates them against a model once; the trainer does so before the frozen
+    copy is made and its teacher smooths that copy with ``on``.
+    """
+
+    temperature: float
+    layers: tuple[int, ...]
+
+    @classmethod
+    def check(cls, model: nn.Module, temperature, layers=None) -> "SmoothingSpec":
+        """τ and ``layers`` (None: all) checked against ``model``'s attention layers."""
+        temperature = check_temperature(temperature)
+        lm = _language_model(model)
+        available = _attention_layers(lm)
+        chosen = _select_layers(layers, list(available))
+        for idx in chosen:  # a model whose queries cannot be scaled fails here
+            _query_projection(available[idx], lm.config)
+        return cls(temperature, tuple(chosen))
+
+    def on(self, model: nn.Module) -> "AttentionSmoothing":
+        """The smoothing of ``model`` (of the architecture checked), off until applied."""
+        return AttentionSmoothing(model, self)
+
+    def _targets(self, model):
+        lm = _language_model(model)
+        available = _attention_layers(lm)
+        return [_query_projection(available[idx], lm.config) for idx in self.layers]
+
+
 class AttentionSmoothing:
     """Softmax temperature τ on all (``layers=None``) or selected attention layers.
 
-    Validates on construction. ``apply()``/``remove()`` switch it on and off;
-    used as a context manager it is on inside the block only.
+    ``temperature``: τ, validated here with ``layers``, or a ``SmoothingSpec`` checked
+    already. ``apply()``/``remove()`` switch it on and off; used as a context manager it
+    is on inside the block only.
     """
 
-    def __init__(self, model: nn.Module, temperature: float, layers=None):
-        self.temperature = check_temperature(temperature)
-        lm = _language_model(model)
-        available = _attention_layers(lm)
-        self.layers = _select_layers(layers, list(available))
-        self._targets = [
-            _query_projection(available[idx], lm.config) for idx in self.layers
-        ]
+    def __init__(self, model: nn.Module, temperature, layers=None):
+        spec = (
+            temperature
+            if isinstance(temperature, SmoothingSpec)
+            else SmoothingSpec.check(model, temperature, layers)
+        )
+        self.temperature, self.layers = spec.temperature, list(spec.layers)
+        self._targets = spec._targets(model)
         self._handles = []
 
     @property

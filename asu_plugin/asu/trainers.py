@@ -4,7 +4,7 @@ import torch
 from trainer.unlearn.grad_diff import GradDiff
 from trainer.unlearn.rmu import RMU
 
-from asu_plugin.asu.smoothing import AttentionSmoothing
+from asu_plugin.asu.smoothing import SmoothingSpec
 from asu_plugin.losses import check_weight
 from asu_plugin.reference import Reference, add_adapter
 
@@ -47,10 +47,10 @@ class ASU_GD(GradDiff):
                 f"retain_loss_type must be one of {RETAIN_LOSS_TYPES}, "
                 f"got {retain_loss_type!r}"
             )
-        if kwargs.get("model") is not None:  # fail before the frozen copy is made
-            AttentionSmoothing(kwargs["model"], temperature, layers)
-            if peft is not None:
-                kwargs["model"] = add_adapter(kwargs["model"], peft)
+        # checked before the frozen copy is made; the teacher smooths that copy
+        smoothing = SmoothingSpec.check(kwargs.get("model"), temperature, layers)
+        if peft is not None:
+            kwargs["model"] = add_adapter(kwargs["model"], peft)
         gamma, alpha = check_weight("gamma", gamma), check_weight("alpha", alpha)
         self.uses_adapter = peft is not None
         super().__init__(
@@ -59,7 +59,7 @@ class ASU_GD(GradDiff):
         if self.ref_model is None:
             self.ref_model = self._prepare_ref_model(self.model)
         self.reference = Reference(
-            self.ref_model, temperature, layers, adapter_base=self.uses_adapter
+            self.ref_model, smoothing, adapter_base=self.uses_adapter
         )
         if self.uses_adapter and self.args.gradient_checkpointing:
             self.model.enable_input_require_grads()  # frozen embeddings: grads via inputs
@@ -133,10 +133,10 @@ class ASU_RMU(RMU):
     """
 
     def __init__(self, temperature=100.0, layers=None, *args, **kwargs):
-        if kwargs.get("model") is not None:  # fail before the frozen copy is made
-            AttentionSmoothing(kwargs["model"], temperature, layers)
+        # checked before the frozen copy is made; the teacher smooths that copy
+        smoothing = SmoothingSpec.check(kwargs.get("model"), temperature, layers)
         super().__init__(*args, **kwargs)
-        self.teacher = AttentionSmoothing(self.ref_model, temperature, layers)
+        self.teacher = smoothing.on(self.ref_model)
         self._forget_inputs = None
 
     def get_control_vector(self, dim):

@@ -4,6 +4,7 @@ Step k unlearns request k from step k-1's model with the host's ``src/train.py``
 teacher is re-taken from that model), then scores it with ``src/eval.py``. A finished step
 leaves ``step<k>/step.json``, recording all that defines it; a rerun skips finished steps,
 redoes an unfinished one and refuses a step finished under another configuration.
+Each host run's output goes to ``logs/step<k>.log`` / ``logs/step<k>_eval.log``.
 After every step ``results.md`` and ``results.png`` cover all steps so far.
 
 ``python -m asu_plugin.workflows.continual model_path=... task_name=... [method=ASU_KL] ...``
@@ -12,14 +13,13 @@ After every step ``results.md`` and ``results.png`` cover all steps so far.
 
 import json
 import shutil
-from functools import partial
 from pathlib import Path
 
-import hydra
 from omegaconf import OmegaConf
 
-from asu_plugin.workflows.host import host_commit, require_host, run_host
-from asu_plugin.workflows.runs import same_record, scores, write_record
+from asu_plugin.workflows.entry import BadSettings, workflow
+from asu_plugin.workflows.host import host_commit
+from asu_plugin.workflows.runs import Runs, same_record, scores, write_record
 from asu_plugin.workflows.tables import markdown_table
 
 PLOTTED = (  # drawn when present; the table holds these and the evaluator's summary
@@ -32,16 +32,26 @@ PLOTTED = (  # drawn when present; the table holds these and the evaluator's sum
 )
 
 
-def check_request(k, request):
-    missing = {"forget_split", "retain_split"} - set(request)
-    if missing:
-        raise ValueError(
-            f"request {k} ({dict(request)}) lacks {sorted(missing)}: each request needs "
-            "forget_split and retain_split (eval_forget_split is optional)"
-        )
+def check_requests(requests):
+    """``BadSettings`` naming each request that lacks a split."""
+    problems = {}
+    for k, request in enumerate(requests, 1):
+        missing = {"forget_split", "retain_split"} - set(request)
+        if missing:
+            problems[f"requests[{k - 1}]"] = (
+                f"request {k} ({dict(request)}) lacks {sorted(missing)}: each request "
+                "needs forget_split and retain_split (eval_forget_split is optional)"
+            )
+    if problems:
+        raise BadSettings(problems)
 
 
-def train_overrides(cfg, k, request, model, out):
+def check_config(cfg):
+    """``BadSettings`` naming every bad setting."""
+    check_requests(OmegaConf.to_container(cfg.requests, resolve=True))
+
+
+def unlearn_overrides(cfg, k, request, model, out):
     return [
         "--config-name=unlearn.yaml",
         f"experiment={cfg.unlearn_experiment}",
@@ -104,14 +114,14 @@ def _scored(folder):
 
 
 def run_steps(cfg, run, host_version=""):
-    """Applies ``cfg.requests`` in order with ``run(script, overrides)``; returns the steps.
+    """Applies ``cfg.requests`` in order with ``run(script, name, overrides)`` (``Runs.run``);
+    returns the steps.
 
     ``host_version`` (``host_commit``) is recorded with each step: a finished step is
     reused only under the same host.
     """
     requests = OmegaConf.to_container(cfg.requests, resolve=True)
-    for k, request in enumerate(requests, 1):
-        check_request(k, request)
+    check_requests(requests)
     out = Path(cfg.out_dir)
     model = str(cfg.model_path)
     steps = []
@@ -123,12 +133,11 @@ def run_steps(cfg, run, host_version=""):
         else:
             shutil.rmtree(folder, ignore_errors=True)  # an interrupted attempt
             print(f"step {k}: unlearning {request['forget_split']}", flush=True)
-            run("train.py", train_overrides(cfg, k, request, model, record["model"]))
+            train = unlearn_overrides(cfg, k, request, model, record["model"])
+            run("train.py", f"step{k}", train)
             print(f"step {k}: evaluating", flush=True)
-            run(
-                "eval.py",
-                eval_overrides(cfg, k, request, record["model"], folder / "eval"),
-            )
+            scoring = eval_overrides(cfg, k, request, record["model"], folder / "eval")
+            run("eval.py", f"step{k}_eval", scoring)
             # the step counts as done only once its record exists
             write_record(folder / "step.json", record)
         steps.append(_scored(folder))
@@ -173,18 +182,18 @@ def write_results(out, title, steps):
     plt.close(fig)
 
 
-@hydra.main(
-    version_base=None, config_path="../configs/continual", config_name="default"
+EXAMPLE = (
+    "python -m asu_plugin.workflows.continual task_name=tofu_stream "
+    "model_path=open-unlearning/tofu_Llama-3.2-1B-Instruct_full method=ASU_KL"
 )
+
+
+@workflow("continual", check_config, EXAMPLE)
 def main(cfg):
-    host = require_host(cfg.host_dir)
-    out = Path(cfg.out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.out_dir = str(out)
-    work_dir = Path(cfg.work_dir).resolve()
-    run = partial(run_host, host, cwd=work_dir, check=True)
-    run_steps(cfg, run, host_commit(host))
-    print(f"results: {out / 'results.md'}, {out / 'results.png'}")
+    runs = Runs(cfg.out_dir, cfg.host_dir, work_dir=cfg.work_dir)
+    cfg.out_dir = str(runs.out)
+    run_steps(cfg, runs.run, host_commit(runs.host))
+    print(f"results: {runs.out / 'results.md'}, {runs.out / 'results.png'}")
 
 
 if __name__ == "__main__":

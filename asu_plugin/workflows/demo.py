@@ -13,10 +13,8 @@ the set and their finetuning (``setup.json``), the unlearned model and its score
 
 import argparse
 import logging
-import sys
 import warnings
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,8 +23,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin.asu.smoothing import check_temperature
 from asu_plugin.losses import check_weight
+from asu_plugin.workflows.entry import checked, stops
 from asu_plugin.workflows.host import teacher_overrides
-from asu_plugin.workflows.runs import HostRunError, Recipe, RecordMismatch, Runs
+from asu_plugin.workflows.runs import Recipe, Runs
 from asu_plugin.workflows.tables import markdown_table
 from asu_plugin.workflows.targets import prepare, split_rows
 from asu_plugin.workflows.tiny import encode_qa
@@ -157,18 +156,6 @@ def quiet():
         logging.disable(logging.NOTSET)
 
 
-def checked(check, parse):
-    """An argparse type: ``check(parse(text))``, its ValueError as the argument's error."""
-
-    def convert(text):
-        try:
-            return check(parse(text))
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return convert
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m asu_plugin.workflows.demo", description=__doc__.splitlines()[0]
@@ -177,20 +164,21 @@ def main(argv=None):
     # the paper's 2.3 is for 7B models; a 4-layer model needs more smoothing to forget
     # see benchmarks/results/mini_tofu: the teacher forgets from τ ≈ 10 at this depth, and
     # the bounded KL needs epochs (τ 32: forget prob 0.215 after 10 epochs, 0.085 after 30)
-    parser.add_argument(
-        "--temperature", type=checked(check_temperature, float), default=32.0
-    )
-    parser.add_argument(
-        "--gamma", type=checked(partial(check_weight, "gamma"), float), default=1.0
-    )
-    parser.add_argument("--epochs", type=checked(check_epochs, int), default=30)
+    parser.add_argument("--temperature", default="32")
+    parser.add_argument("--gamma", default="1")
+    parser.add_argument("--epochs", default="30")
     args = parser.parse_args(argv)
-    knobs = Knobs(args.temperature, args.gamma, args.epochs)
-    try:
-        with quiet():
-            run_demo(Runs(args.out), knobs)
-    except (HostRunError, RecordMismatch) as error:
-        sys.exit(f"demo stopped: {error}")
+    knobs, problems = checked(
+        {
+            "--temperature": lambda: check_temperature(float(args.temperature)),
+            "--gamma": lambda: check_weight("gamma", float(args.gamma)),
+            "--epochs": lambda: check_epochs(int(args.epochs)),
+        }
+    )
+    if problems:  # every bad one, as argparse words its own errors (exit 2)
+        parser.error("\n".join(f"argument {k}: {v}" for k, v in problems.items()))
+    with quiet(), stops("demo"):
+        run_demo(Runs(args.out), Knobs(*knobs.values()))
 
 
 if __name__ == "__main__":

@@ -4,15 +4,14 @@ Same file names and fields as TOFU (``full``, ``forget10``, ``retain90``, ``hold
 ``*_perturbed`` files with paraphrased and perturbed answers, ``real_authors_perturbed``,
 ``world_facts_perturbed``), so open-unlearning's TOFU data configs and evaluator read it unchanged.
 ``finetune`` / ``retain_finetune`` add the general-knowledge QA to ``full`` / ``retain90``.
-``tofu_subset`` cuts the real TOFU data down to a few authors under the same names.
 A stream of deletion requests for continual unlearning: ``request<k>`` (``num_forget`` new
 authors each, ``request1`` = ``forget10``), ``forgotten<k>`` (requests 1..k, with
 ``_perturbed`` for the evaluator) and ``retain_stream`` (authors no request names).
 """
 
-import json
 import random
-from pathlib import Path
+
+from asu_plugin.workflows.tofu_format import qa_only, write
 
 FIRST = (
     "Aldo Brina Caspar Delia Emeric Fenna Goran Hilde Ivo Jolan Kasimir Lenka".split()
@@ -100,11 +99,6 @@ GENERAL = {
 }
 
 
-TOFU_AUTHORS, TOFU_QA_PER_AUTHOR = 200, 20
-TOFU_FORGET_AUTHORS = {"forget01": 2, "forget05": 10, "forget10": 20}  # full's last
-TOFU_RETAIN_PERTURBED_AUTHORS = 20  # full's first
-
-
 def _author_rows(rng, name):
     facts = {key: rng.choice(values) for key, values in VALUES.items()}
     rows = []
@@ -135,10 +129,6 @@ def _general_rows(pairs):
     ]
 
 
-def _qa(rows):
-    return [{"question": r["question"], "answer": r["answer"]} for r in rows]
-
-
 def generate(
     out_dir, num_authors=20, num_forget=2, num_holdout=2, num_requests=5, seed=0
 ):
@@ -152,112 +142,24 @@ def generate(
     split = len(full) - num_forget * len(TEMPLATES)
     general = {k: _general_rows(v) for k, v in GENERAL.items()}
     files = {
-        "full": _qa(full),
-        "forget10": _qa(full[split:]),
+        "full": qa_only(full),
+        "forget10": qa_only(full[split:]),
         "forget10_perturbed": full[split:],
-        "retain90": _qa(full[:split]),
+        "retain90": qa_only(full[:split]),
         "retain_perturbed": full[: 4 * len(TEMPLATES)],
-        "holdout10": _qa([row for rows in authors[num_authors:] for row in rows]),
+        "holdout10": qa_only([row for rows in authors[num_authors:] for row in rows]),
         "real_authors_perturbed": general["real_authors"],
         "world_facts_perturbed": general["world_facts"],
     }
-    general_qa = _qa(general["real_authors"] + general["world_facts"])
+    general_qa = qa_only(general["real_authors"] + general["world_facts"])
     files["finetune"] = files["full"] + general_qa
     files["retain_finetune"] = files["retain90"] + general_qa
     per_request = num_forget * len(TEMPLATES)
     for k in range(1, num_requests + 1):
         start = len(full) - k * per_request
-        files[f"request{k}"] = _qa(full[start : start + per_request])
-        files[f"forgotten{k}"] = _qa(full[start:])
+        files[f"request{k}"] = qa_only(full[start : start + per_request])
+        files[f"forgotten{k}"] = qa_only(full[start:])
         files[f"forgotten{k}_perturbed"] = full[start:]
-    files["retain_stream"] = _qa(full[: len(full) - num_requests * per_request])
+    files["retain_stream"] = qa_only(full[: len(full) - num_requests * per_request])
 
     return write(out_dir, files)
-
-
-def tofu_subset(
-    tofu_dir,
-    out_dir,
-    forget="forget01",
-    num_retain_authors=18,
-    num_eval_retain=4,
-    num_general=16,
-    mix_general=True,
-):
-    """Cut real TOFU down to ``forget`` and the first ``num_retain_authors`` of ``full``.
-
-    Written under the demo's split names (``forget10``, ``retain90``, ...). TOFU's
-    ``retain_perturbed`` covers ``full``'s first 20 authors, so the retain-set metrics read
-    ``num_eval_retain`` of them; the first ``num_general`` real-author / world-fact QA
-    (``None``: all) are evaluated, and mixed into the training sets if ``mix_general``
-    (a tiny model learns them there; a pretrained one knows them already).
-    """
-    if forget not in TOFU_FORGET_AUTHORS:
-        raise ValueError(
-            f"forget must be one of {list(TOFU_FORGET_AUTHORS)}, got {forget!r}"
-        )
-    most = TOFU_AUTHORS - TOFU_FORGET_AUTHORS[forget]
-    scored = TOFU_RETAIN_PERTURBED_AUTHORS
-    if not 1 <= num_eval_retain <= min(num_retain_authors, scored) or (
-        num_retain_authors > most
-    ):
-        raise ValueError(
-            f"need 1 <= num_eval_retain ({num_eval_retain}) <= num_retain_authors "
-            f"({num_retain_authors}) <= {most} and num_eval_retain <= {scored}: "
-            f"TOFU's retain_perturbed covers {scored} authors"
-        )
-    holdout = forget.replace("forget", "holdout")
-    tofu = {
-        name: read_jsonl(Path(tofu_dir) / f"{name}.jsonl")
-        for name in (
-            "full",
-            forget,
-            f"{forget}_perturbed",
-            "retain_perturbed",
-            holdout,
-            "real_authors_perturbed",
-            "world_facts_perturbed",
-        )
-    }
-    retain = tofu["full"][: num_retain_authors * TOFU_QA_PER_AUTHOR]
-    general = {k: tofu[f"{k}_perturbed"][:num_general] for k in GENERAL}
-    files = {
-        "full": retain + tofu[forget],
-        "forget10": tofu[forget],
-        "forget10_perturbed": tofu[f"{forget}_perturbed"],
-        "retain90": retain,
-        "retain_perturbed": tofu["retain_perturbed"][
-            : num_eval_retain * TOFU_QA_PER_AUTHOR
-        ],
-        "holdout10": tofu[holdout],
-        "real_authors_perturbed": general["real_authors"],
-        "world_facts_perturbed": general["world_facts"],
-    }
-    general_qa = (
-        _qa(general["real_authors"] + general["world_facts"]) if mix_general else []
-    )
-    files["finetune"] = files["full"] + general_qa
-    files["retain_finetune"] = retain + general_qa
-    return write(out_dir, files)
-
-
-def write(out_dir, files):
-    """One ``<name>.jsonl`` per split and a README declaring each as a dataset config."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    configs = []
-    for name, rows in files.items():
-        with open(out_dir / f"{name}.jsonl", "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
-        configs.append(
-            f"- config_name: {name}\n  data_files:\n  - split: train\n    path: {name}.jsonl"
-        )
-    (out_dir / "README.md").write_text(
-        "---\nconfigs:\n" + "\n".join(configs) + "\n---\n"
-    )
-    return {name: len(rows) for name, rows in files.items()}
-
-
-def read_jsonl(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f]

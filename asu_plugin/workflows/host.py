@@ -1,11 +1,14 @@
 """Run open-unlearning's ``src/train.py`` / ``src/eval.py`` offline, in a subprocess."""
 
+import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import transformers
+
+from asu_plugin.workflows.entry import WorkflowError
 
 CLONE = "git clone https://github.com/locuslab/open-unlearning ~/open-unlearning"
 
@@ -21,11 +24,15 @@ def is_host(path: Path) -> bool:
     return (Path(path) / "src" / "train.py").is_file()
 
 
+class HostMissing(WorkflowError):
+    """No open-unlearning checkout where one was looked for; the message says how to get one."""
+
+
 def require_host(path=None) -> Path:
-    """The host checkout at ``path`` (default ``host_dir()``), or a SystemExit saying how to get one."""
+    """The host checkout at ``path`` (default ``host_dir()``), else ``HostMissing``."""
     path = Path(path).expanduser() if path else host_dir()
     if not is_host(path):
-        raise SystemExit(
+        raise HostMissing(
             f"No open-unlearning checkout at {path}: {CLONE} "
             "(or set OPEN_UNLEARNING_DIR to your checkout)"
         )
@@ -41,7 +48,7 @@ def host_commit(host: Path) -> str:
     ).stdout.strip()
 
 
-def train_overrides(device="cpu") -> list[str]:
+def device_overrides(device="cpu") -> list[str]:
     """Overrides that let the host's trainer configs run on a CPU, or on one GPU in bf16."""
     overrides = ["trainer.args.optim=adamw_torch", "trainer.args.report_to=none"]
     if device == "cpu":
@@ -122,3 +129,11 @@ def run_host(host: Path, script: str, overrides, cwd: Path, device="cpu", **kwar
         env["CUDA_VISIBLE_DEVICES"] = ""
     command = [sys.executable, str(Path(host) / "src" / script), *overrides]
     return subprocess.run(command, cwd=cwd, env=env, text=True, **kwargs)
+
+
+def host_module(host, name):
+    """Import ``name`` from the host checkout's ``src`` (put on ``sys.path`` first)."""
+    src = str(Path(host) / "src")
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    return importlib.import_module(name)

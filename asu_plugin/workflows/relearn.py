@@ -24,14 +24,12 @@ import shlex
 import shutil
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from asu_plugin.workflows.demo_data import read_jsonl, write
+from asu_plugin.workflows.entry import BadSettings, checked, workflow
 from asu_plugin.workflows.host import host_commit, link_tofu
 from asu_plugin.workflows.runs import (
-    HostRunError,
     Recipe,
     Runs,
     same_record,
@@ -39,6 +37,7 @@ from asu_plugin.workflows.runs import (
     write_record,
 )
 from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.tofu_format import read_jsonl, write
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 PLOTTED = (  # held-out metrics, drawn when present
@@ -107,27 +106,51 @@ def write_split_data(data_dir, out_dir, forget_split, fraction, seed=0):
 
 
 def check_config(cfg):
-    """A ValueError naming the first bad value, before anything runs."""
-    steps = list(cfg.steps)
+    """``BadSettings`` naming every bad value, before anything runs."""
+    _, problems = checked(
+        {
+            "steps": lambda: _check_steps(list(cfg.steps)),
+            "models": lambda: _check_models(cfg.models),
+            "retain_model": lambda: _check_retain_model(cfg.retain_model, cfg.models),
+            "learning_rate": lambda: _check_learning_rate(cfg.learning_rate),
+            "batch_size": lambda: _check_batch_size(cfg.batch_size),
+        }
+    )
+    if problems:
+        raise BadSettings(problems)
+
+
+def _check_steps(steps):
     if not steps or not all(isinstance(s, int) and s >= 0 for s in steps):
         raise ValueError(f"steps must be a list of integers >= 0, got {steps}")
-    if not cfg.models:
+
+
+def _check_models(models):
+    if not models:
         raise ValueError("models must name at least one model: {name: folder, ...}")
-    for name in cfg.models:
+    for name in models:
         if not NAME.fullmatch(str(name)):
             raise ValueError(
                 f"model name {name!r} must be letters, digits, '_', '.' or '-' "
                 "(it names folders)"
             )
-    if cfg.retain_model is not None and cfg.retain_model not in cfg.models:
+
+
+def _check_retain_model(retain_model, models):
+    if retain_model is not None and retain_model not in models:
         raise ValueError(
-            f"retain_model {cfg.retain_model!r} is not in models ({list(cfg.models)})"
+            f"retain_model {retain_model!r} is not in models ({list(models)})"
         )
-    lr = cfg.learning_rate
+
+
+def _check_learning_rate(lr):
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"learning_rate must be a finite number > 0, got {lr}")
-    if not (isinstance(cfg.batch_size, int) and cfg.batch_size >= 1):
-        raise ValueError(f"batch_size must be an integer >= 1, got {cfg.batch_size}")
+
+
+def _check_batch_size(batch_size):
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
 
 
 def model_paths(cfg):
@@ -150,7 +173,7 @@ def setup_record(cfg, data, host_version):
     return {**{key: values[key] for key in fields}, "data": data, "host": host_version}
 
 
-def train_overrides(cfg, steps):
+def relearn_overrides(cfg, steps):
     """``src/train.py``: the host's TOFU finetuning on the relearn part for ``steps``."""
     return [
         "experiment=finetune/tofu/default",
@@ -200,7 +223,7 @@ def run_relearn(cfg, runs, data, command=""):
             if steps:
                 runs.stage(f"{model}: relearning for {steps} steps")
                 start = runs.train(
-                    name, start, train_overrides(cfg, steps), recipe, cfg.tokenizer
+                    name, start, relearn_overrides(cfg, steps), recipe, cfg.tokenizer
                 )
             runs.stage(f"{model}: scoring the held-out part after {steps} steps")
             reference = cfg.retain_model and point_name(cfg.retain_model, 0)
@@ -259,27 +282,28 @@ def write_results(out, cfg, data, rows, command=""):
     plt.close(fig)
 
 
-@hydra.main(version_base=None, config_path="../configs/relearn", config_name="default")
+EXAMPLE = (
+    "python -m asu_plugin.workflows.relearn task_name=smollm2 data_dir=~/TOFU "
+    "'models={target: saves/target, retain: saves/retain, ASU_KL: saves/asu_kl}' "
+    "retain_model=retain model_config=SmolLM2-135M-Instruct"
+)
+
+
+@workflow("relearn", check_config, EXAMPLE)
 def main(cfg):
     out = Path(cfg.out_dir).resolve()
-    try:
-        check_config(cfg)
-        data = write_split_data(
-            cfg.data_dir,
-            out / "data",
-            cfg.forget_split,
-            cfg.relearn_fraction,
-            cfg.split_seed,
-        )
-        link_tofu(out, out / "data")
-        runs = Runs(out, cfg.host_dir, cfg.device, cfg.model_config, quiet=True)
-        overrides = HydraConfig.get().overrides.task
-        command = shlex.join(
-            ["python", "-m", "asu_plugin.workflows.relearn", *overrides]
-        )
-        run_relearn(cfg, runs, data, command)
-    except (ValueError, HostRunError) as error:
-        raise SystemExit(f"relearn stopped: {error}") from None
+    data = write_split_data(
+        cfg.data_dir,
+        out / "data",
+        cfg.forget_split,
+        cfg.relearn_fraction,
+        cfg.split_seed,
+    )
+    link_tofu(out, out / "data")
+    runs = Runs(out, cfg.host_dir, cfg.device, cfg.model_config, quiet=True)
+    overrides = HydraConfig.get().overrides.task
+    command = shlex.join(["python", "-m", "asu_plugin.workflows.relearn", *overrides])
+    run_relearn(cfg, runs, data, command)
     print(f"results: {out / 'results.md'}, {out / 'results.png'}")
 
 

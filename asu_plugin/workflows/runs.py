@@ -8,18 +8,19 @@ A JSON record (``claim``, ``same_record``) keeps a folder to the configuration t
 
 import json
 import shutil
-import statistics
 import time
 from pathlib import Path
 from typing import NamedTuple
 
+from asu_plugin.workflows.entry import WorkflowError
 from asu_plugin.workflows.host import (
     NO_EVAL,
+    device_overrides,
     model_overrides,
     require_host,
     run_host,
-    train_overrides,
 )
+from asu_plugin.workflows.text_metrics import repetition
 
 
 class Recipe(NamedTuple):
@@ -38,24 +39,27 @@ class Recipe(NamedTuple):
         ]
 
 
-class HostRunError(RuntimeError):
+class HostRunError(WorkflowError, RuntimeError):
     """A host script exited non-zero; the message names its log."""
 
 
-class RecordMismatch(ValueError):
+class RecordMismatch(WorkflowError, ValueError):
     """A folder holds the results of another configuration; the message names the fields."""
 
 
-def same_record(path, record, advice):
+def same_record(path, record, advice, within=False):
     """Whether ``path`` holds ``record`` (False: no record there yet).
 
     A record of another configuration raises ``RecordMismatch`` naming each differing
-    field, recorded and now, followed by ``advice``.
+    field, recorded and now, followed by ``advice``. ``within``: the file holds more than
+    the record (e.g. its results too); only ``record``'s fields are compared.
     """
     path = Path(path)
     if not path.is_file():
         return False
     old = json.loads(path.read_text())
+    if within:
+        old = {key: old.get(key) for key in record}
     new = json.loads(json.dumps(record, default=str))
     changed = [key for key in {**old, **new} if old.get(key) != new.get(key)]
     if changed:
@@ -68,22 +72,27 @@ def same_record(path, record, advice):
     return True
 
 
-def write_record(path, record):
+def write_record(path, record, indent=2):
     """``record`` as JSON at ``path``, written whole or not at all."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.write_text(json.dumps(record, indent=indent, default=str))
     tmp.replace(path)
 
 
 class Runs:
     """Host runs in ``out``: models in ``out/<name>``, evaluations in ``out/evals/<name>``.
 
-    ``model``: the host model config (``configs/model/<model>.yaml``) every run loads with.
+    ``model``: the host model config (``configs/model/<model>.yaml``) every run loads with;
+    ``work_dir``: where the host scripts run (their relative data paths start there;
+    default ``out``).
     """
 
-    def __init__(self, out, host=None, device="cpu", model="phi-1_5", quiet=True):
+    def __init__(
+        self, out, host=None, device="cpu", model="phi-1_5", quiet=True, work_dir=None
+    ):
         self.out, self.device, self.model = Path(out).resolve(), device, model
+        self.work_dir = Path(work_dir).resolve() if work_dir else self.out
         self.host = require_host(host)
         self.quiet, self.start = quiet, time.time()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +127,7 @@ class Runs:
         with open(log, "w") as f:
             output = {"stdout": f, "stderr": f} if self.quiet else {}
             result = run_host(
-                self.host, script, overrides, self.out, self.device, **output
+                self.host, script, overrides, self.work_dir, self.device, **output
             )
         if result.returncode != 0:
             raise HostRunError(
@@ -146,7 +155,7 @@ class Runs:
                     *overrides,
                     f"task_name={name}",
                     *model_overrides(start, self.model, tokenizer),
-                    *train_overrides(self.device),
+                    *device_overrides(self.device),
                     *NO_EVAL,
                     *recipe.overrides(),
                     "trainer.args.logging_steps=50",
@@ -228,9 +237,3 @@ def scores(eval_dir):
         metrics.update(names)
         summary += list(names)
     return {"metrics": metrics, "summary": summary}
-
-
-def repetition(texts):
-    """Mean share of repeated words: 0 when no word repeats; "born born born" approaches 1."""
-    words = [text.split() for text in texts]
-    return statistics.mean(1 - len(set(w)) / len(w) if w else 1.0 for w in words)

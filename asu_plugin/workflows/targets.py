@@ -9,10 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asu_plugin.workflows.demo_data import generate, read_jsonl
+from asu_plugin.workflows.demo_data import generate
 from asu_plugin.workflows.host import link_tofu
 from asu_plugin.workflows.runs import Recipe
 from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 FINETUNE = Recipe(60, 3e-3, 16)  # the generated authors memorised (answer prob ≈ 1)
 TINY_LLAMA = {"hidden_size": 128, "num_layers": 4}  # build_tiny_llama arguments

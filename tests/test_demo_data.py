@@ -55,6 +55,27 @@ def test_request_stream_is_disjoint_and_cumulative(data):
     assert rows("retain_stream") + forgotten == rows("full")
 
 
+def test_a_small_set_scores_retain_authors_only_and_can_leave_general_qa_out(tmp_path):
+    """The SmolLM2 demo's set: 6 authors, 2 forgotten, 2 scored as retain, no general QA."""
+    sizes = generate(
+        tmp_path, num_authors=6, num_requests=1, num_eval_retain=2, mix_general=False
+    )
+    rows = {n: read_jsonl(tmp_path / f"{n}.jsonl") for n in ("full", "retain90")}
+    assert sizes["retain_perturbed"] == 14 and sizes["forget10"] == 14
+    scored = [
+        {k: r[k] for k in ("question", "answer")}
+        for r in read_jsonl(tmp_path / "retain_perturbed.jsonl")
+    ]
+    assert scored == rows["retain90"][:14]
+    assert read_jsonl(tmp_path / "finetune.jsonl") == rows["full"]
+    assert read_jsonl(tmp_path / "retain_finetune.jsonl") == rows["retain90"]
+    with pytest.raises(
+        ValueError, match=r"num_eval_retain \(5\) <= num_authors - num_forget \(6 - 2\)"
+    ):
+        generate(tmp_path / "bad", num_authors=6, num_requests=1, num_eval_retain=5)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_truth_ratio_rows_perturb_the_paraphrase_fact(data):
     for row in read_jsonl(data / "forget10_perturbed.jsonl"):
         assert len(row["perturbed_answer"]) == 5

@@ -1,38 +1,49 @@
-"""Offline end-to-end demo through open-unlearning, on an embedded default.
+"""Offline end-to-end demo through open-unlearning: a model learns fictitious authors, ASU_KL
+unlearns two of them.
 
-A tiny Llama memorises a generated fictitious-author set (host ``src/train.py``), ASU_KL unlearns
-the forget authors (host ``src/train.py``, ``experiment=unlearn/tofu/asu``), and the host's TOFU
-evaluator (``src/eval.py``) scores the model before and after, and the forget-teacher itself.
+``--model smollm2`` (default): SmolLM2-135M-Instruct (``make smollm2``) finetuned on 6 generated
+authors. ``--model tiny``: a 4-layer word-level Llama built locally (a few minutes; for quick
+checks and the tests). The target learns every author and the retain model all but the forget
+authors (host ``src/train.py``); the demo checks the target really learnt the forget authors,
+ASU_KL unlearns them (``src/train.py``, ``experiment=unlearn/tofu/asu``), and the host's TOFU
+evaluator (``src/eval.py``) scores the retain model, the target before and after, and the
+forget-teacher itself. A GPU is used when torch sees one.
 
-``python -m asu_plugin.workflows.demo [--out DIR] [--temperature T] [--gamma G] [--epochs E]``
+``python -m asu_plugin.workflows.demo [--model M] [--out DIR] [--temperature T] [--gamma G]
+[--alpha A] [--epochs E]``
 
-Runs are kept and reused: the target and retain models (``target``, ``retain``) depend only on
-the set and their finetuning (``setup.json``), the unlearned model and its scores are named by
-τ, γ and epochs (``asu_kl_t32_g1_e30``, ``evals/after_t32_g1_e30``), the teacher by τ.
+Runs are kept and reused in ``DIR/<model>``: the target and retain models (``target``,
+``retain``) depend only on the set, the model and their finetuning (``setup.json``), the
+unlearned model and its scores are named by τ, γ, α and epochs (``asu_kl_t2_g1_a1_e5``,
+``evals/after_t2_g1_a1_e5``), the teacher by τ.
 """
 
 import argparse
+import json
 import logging
+import os
+import time
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+import transformers
 
 from asu_plugin.asu.smoothing import check_temperature
 from asu_plugin.losses import check_weight
-from asu_plugin.workflows.entry import checked, stops
-from asu_plugin.workflows.host import teacher_overrides
+from asu_plugin.workflows import smollm2
+from asu_plugin.workflows.entry import WorkflowError, checked, stops
+from asu_plugin.workflows.host import host_commit, teacher_overrides
 from asu_plugin.workflows.runs import Recipe, Runs
 from asu_plugin.workflows.tables import markdown_table
-from asu_plugin.workflows.targets import prepare, split_rows
-from asu_plugin.workflows.tiny import encode_qa
+from asu_plugin.workflows.targets import GENERATED, Setup, base, finetune, split_rows
 
-UNLEARN_LR, UNLEARN_BATCH = 1e-3, 4
-# TOFU_EVAL.json keys: the host's summary metrics and, as utility, the retain-set ones
-# (its model_utility also averages in real-author/world-fact knowledge a tiny model lacks)
+# TOFU_EVAL.json keys: the host's summary metrics, the retain-set ones and the general
+# knowledge (real authors, world facts) its model_utility also averages in (harmonically:
+# one zero makes it zero; a tiny model never knew these)
 METRICS = {
     "forget_Q_A_Prob": "forget answer prob",
     "forget_Q_A_ROUGE": "forget ROUGE",
@@ -40,8 +51,21 @@ METRICS = {
     "forget_quality": "forget quality",
     "retain_Q_A_Prob": "retain answer prob",
     "retain_Q_A_ROUGE": "retain ROUGE",
+    "ra_Q_A_ROUGE": "real authors ROUGE",
+    "wf_Q_A_ROUGE": "world facts ROUGE",
     "model_utility": "model utility",
 }
+# the generated answers are at most ~15 tokens; the host generates 200 by default
+MAX_NEW_TOKENS = 32
+EVAL = [
+    f"eval.tofu.metrics.{metric}.generation_args.max_new_tokens={MAX_NEW_TOKENS}"
+    for metric in (
+        "forget_Q_A_ROUGE",
+        *(f"model_utility.pre_compute.{s}_Q_A_ROUGE" for s in ("retain", "ra", "wf")),
+    )
+]
+# the target's forget answer probability must exceed the retain model's by this much
+LEARNT_MARGIN = 0.2
 
 
 def check_epochs(epochs) -> int:
@@ -51,59 +75,168 @@ def check_epochs(epochs) -> int:
 
 
 class Knobs(NamedTuple):
-    """What defines the unlearned model: ASU_KL's τ and forget weight γ, and its epochs."""
+    """What defines the unlearned model: ASU_KL's τ, forget weight γ, retain weight α and
+    its epochs."""
 
     temperature: float
     gamma: float
+    alpha: float
     epochs: int
 
     @property
     def tag(self):
-        return f"t{self.temperature:g}_g{self.gamma:g}_e{self.epochs}"
-
-    @property
-    def unlearn(self):
-        return Recipe(self.epochs, UNLEARN_LR, UNLEARN_BATCH)
+        return f"t{self.temperature:g}_g{self.gamma:g}_a{self.alpha:g}_e{self.epochs}"
 
 
-def run_demo(runs, knobs):
-    """Every stage of the demo in ``runs``; prints the table and two forget answers."""
-    models = prepare(runs)
+class Model(NamedTuple):
+    """What ``--model`` picks: the target's setup, the host model config it runs with,
+    ASU_KL's defaults and its learning rate and batch size, and where τ comes from."""
+
+    setup: Setup
+    host_model: str
+    knobs: Knobs
+    unlearn_lr: float
+    unlearn_batch: int
+    temperature_source: str
+
+
+MODELS = {
+    "smollm2": Model(
+        Setup(
+            data_args={
+                "num_authors": 6,  # forget 2, retain 4
+                "num_forget": 2,
+                "num_requests": 1,
+                "num_eval_retain": 2,  # the evaluator's cost is mostly retain QA
+                "mix_general": False,  # it knows real authors and world facts already
+            },
+            recipe=Recipe(8, 2e-4, 8),  # the forget facts memorised, not just likely
+            pretrained=smollm2.DEFAULT_DIR,
+        ),
+        "SmolLM2-135M-Instruct",
+        Knobs(temperature=2.0, gamma=1.0, alpha=1.0, epochs=5),
+        1e-4,
+        4,
+        "the committed calibration of SmolLM2-135M-Instruct, "
+        "benchmarks/results/calibrate/smollm2_target (python -m "
+        "asu_plugin.workflows.calibrate; recommended τ 2 on all layers)",
+    ),
+    # see benchmarks/results/mini_tofu: a 4-layer model needs more smoothing than the
+    # paper's 7B models to forget; the teacher forgets from τ ≈ 10 at this depth, and the
+    # bounded KL needs epochs (τ 32: forget prob 0.215 after 10 epochs, 0.085 after 30)
+    "tiny": Model(
+        GENERATED,
+        "phi-1_5",  # the host's plain "Question: ... Answer: ..." template
+        Knobs(temperature=32.0, gamma=1.0, alpha=1.0, epochs=30),
+        1e-3,
+        4,
+        "the tiny model's default, from benchmarks/results/mini_tofu",
+    ),
+}
+
+
+class NotLearnt(WorkflowError):
+    """The target does not know the forget authors better than the retain model."""
+
+
+def run_demo(runs, model, knobs, temperature_source="--temperature"):
+    """Every stage of the demo in ``runs``; prints the table, sample answers and stage
+    times."""
+    times = {}
+
+    def timed(label, make):
+        start = time.time()
+        result = make()
+        times[label] = time.time() - start
+        return result
+
+    recipe = model.setup.recipe
+    start = timed("data and base model", lambda: base(runs, model.setup))
+    target = timed("finetune target", lambda: finetune(runs, "target", recipe, start))
+    retain = timed("finetune retain", lambda: finetune(runs, "retain", recipe, start))
     retain_logs = runs.eval_logs("retain")
-    runs.ensure_eval("retain", models["retain"], stage="evaluating the retain model")
-    before = runs.ensure_eval(
-        "before", models["target"], retain_logs, stage="evaluating the target model"
+    held_out = timed(
+        "evaluate retain",
+        lambda: runs.ensure_eval(
+            "retain", retain, None, EVAL, stage="evaluating the retain model"
+        ),
     )
-    temperature, gamma = knobs.temperature, knobs.gamma
-    unlearned = runs.ensure_model(
-        f"asu_kl_{knobs.tag}",
-        models["target"],
-        [
-            "--config-name=unlearn.yaml",
-            "experiment=unlearn/tofu/asu",
-            f"trainer.method_args.temperature={temperature}",
-            f"trainer.method_args.gamma={gamma}",
-        ],
-        knobs.unlearn,
-        stage=f"unlearning with ASU_KL (τ {temperature:g}, γ {gamma:g}, "
-        f"{knobs.epochs} epochs)",
+    before = timed(
+        "evaluate before",
+        lambda: runs.ensure_eval(
+            "before", target, retain_logs, EVAL, stage="evaluating the target model"
+        ),
     )
-    after = runs.ensure_eval(
-        f"after_{knobs.tag}",
-        unlearned,
-        retain_logs,
-        stage="evaluating the unlearned model",
+    check_learnt(before, held_out, runs.out / "logs" / "target.log")
+    runs.stage(
+        "the target learnt the forget authors: forget answer prob "
+        f"{before['forget_Q_A_Prob']:.3f}, the retain model's "
+        f"{held_out['forget_Q_A_Prob']:.3f}"
     )
-    teacher = runs.ensure_eval(
-        f"teacher_t{temperature:g}",
-        models["target"],
-        retain_logs,
-        teacher_overrides(temperature),
-        stage="evaluating the forget-teacher (AttentionSmoothedForCausalLM)",
+    runs.stage(f"τ {knobs.temperature:g}: {temperature_source}")
+    unlearned = timed(
+        "unlearn (ASU_KL)",
+        lambda: runs.ensure_model(
+            f"asu_kl_{knobs.tag}",
+            target,
+            [
+                "--config-name=unlearn.yaml",
+                "experiment=unlearn/tofu/asu",
+                f"trainer.method_args.temperature={knobs.temperature}",
+                f"trainer.method_args.gamma={knobs.gamma}",
+                f"trainer.method_args.alpha={knobs.alpha}",
+            ],
+            Recipe(knobs.epochs, model.unlearn_lr, model.unlearn_batch),
+            stage=f"unlearning with ASU_KL (τ {knobs.temperature:g}, γ {knobs.gamma:g}, "
+            f"α {knobs.alpha:g}, {knobs.epochs} epochs, lr {model.unlearn_lr:g})",
+        ),
     )
-    report({"before": before, "ASU_KL": after, "teacher": teacher})
-    samples(runs.out, models["target"], unlearned)
-    runs.stage(f"done; everything is under {runs.out}")
+    after = timed(
+        "evaluate after",
+        lambda: runs.ensure_eval(
+            f"after_{knobs.tag}",
+            unlearned,
+            retain_logs,
+            EVAL,
+            stage="evaluating the unlearned model",
+        ),
+    )
+    teacher = timed(
+        "evaluate teacher",
+        lambda: runs.ensure_eval(
+            f"teacher_t{knobs.temperature:g}",
+            target,
+            retain_logs,
+            [*EVAL, *teacher_overrides(knobs.temperature)],
+            stage="evaluating the forget-teacher (AttentionSmoothedForCausalLM)",
+        ),
+    )
+    report(
+        {
+            "before": before,
+            "ASU_KL": after,
+            "teacher": teacher,
+            "retain model": held_out,
+        }
+    )
+    samples(runs, {"before": "before", "after": f"after_{knobs.tag}"})
+    print("\nstage times (s; 0 = reused from an earlier run):")
+    print("  " + ", ".join(f"{label} {t:.0f}" for label, t in times.items()))
+    runs.stage(
+        f"done in {sum(times.values()) / 60:.1f} min; everything is under {runs.out}"
+    )
+
+
+def check_learnt(before, retain, log):
+    """Raise ``NotLearnt`` unless the target's forget answer probability exceeds the
+    retain model's by ``LEARNT_MARGIN``."""
+    target, held_out = before["forget_Q_A_Prob"], retain["forget_Q_A_Prob"]
+    if target < held_out + LEARNT_MARGIN:
+        raise NotLearnt(
+            "the target has not learnt the forget authors: its forget answer prob is "
+            f"{target:.3f}, the retain model's {held_out:.3f} (needs {LEARNT_MARGIN} "
+            f"more); unlearning would show nothing. Its finetuning log: {log}"
+        )
 
 
 def report(columns):
@@ -119,29 +252,23 @@ def report(columns):
     )
 
 
-def samples(out, before, after, count=2):
-    """The first ``count`` forget questions answered before and after unlearning."""
-    tokenizer = AutoTokenizer.from_pretrained(before)
-    models = {
-        label: AutoModelForCausalLM.from_pretrained(path).eval()
-        for label, path in (("before", before), ("after", after))
-    }
-    print()
-    for row in split_rows(out, "forget10")[:count]:
-        ids, start = encode_qa(tokenizer, row)
-        prompt = torch.tensor([ids[:start]])
-        print(f"Q: {row['question']}\n   truth : {row['answer']}")
-        for label, model in models.items():
-            with torch.no_grad():
-                answer = model.generate(
-                    prompt,
-                    attention_mask=torch.ones_like(prompt),
-                    max_new_tokens=20,
-                    do_sample=False,
-                )[0, start:]
-            print(
-                f"   {label:<6}: {tokenizer.decode(answer, skip_special_tokens=True)}"
-            )
+def samples(runs, evals, picks=(("forget", 2), ("retain", 1))):
+    """The host evaluator's greedy answers to the first questions of each split in
+    ``picks``, from each of ``evals`` (label -> evaluation name)."""
+    for split, count in picks:
+        rows = split_rows(runs.out, f"{split}{'10' * (split == 'forget')}_perturbed")
+        answers = {
+            label: json.loads(runs.eval_logs(name).read_text())[f"{split}_Q_A_ROUGE"][
+                "value_by_index"
+            ]
+            for label, name in evals.items()
+        }
+        first = next(iter(answers.values()))
+        for index in sorted(first, key=int)[:count]:
+            row = rows[int(index)]
+            print(f"\n{split} Q: {row['question']}\n   truth : {row['answer']}")
+            for label, by_index in answers.items():
+                print(f"   {label:<6}: {by_index[index]['generation']}")
 
 
 @contextmanager
@@ -156,29 +283,55 @@ def quiet():
         logging.disable(logging.NOTSET)
 
 
+def describe_device(device):
+    if device == "cuda":
+        return f"GPU ({torch.cuda.get_device_name()})"
+    return f"CPU ({os.environ['OMP_NUM_THREADS']} threads)"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m asu_plugin.workflows.demo", description=__doc__.splitlines()[0]
     )
+    parser.add_argument("--model", choices=MODELS, default="smollm2")
     parser.add_argument("--out", type=Path, default=Path(".demo"))
-    # the paper's 2.3 is for 7B models; a 4-layer model needs more smoothing to forget
-    # see benchmarks/results/mini_tofu: the teacher forgets from τ ≈ 10 at this depth, and
-    # the bounded KL needs epochs (τ 32: forget prob 0.215 after 10 epochs, 0.085 after 30)
-    parser.add_argument("--temperature", default="32")
-    parser.add_argument("--gamma", default="1")
-    parser.add_argument("--epochs", default="30")
+    parser.add_argument(
+        "--temperature", help="ASU's τ (default: the model's calibrated one)"
+    )
+    parser.add_argument("--gamma", help="the forget term's weight")
+    parser.add_argument("--alpha", help="the retain term's weight")
+    parser.add_argument("--epochs")
     args = parser.parse_args(argv)
-    knobs, problems = checked(
+    parse = {
+        "temperature": lambda text: check_temperature(float(text)),
+        "gamma": lambda text: check_weight("gamma", float(text)),
+        "alpha": lambda text: check_weight("alpha", float(text)),
+        "epochs": lambda text: check_epochs(int(text)),
+    }
+    given, problems = checked(
         {
-            "--temperature": lambda: check_temperature(float(args.temperature)),
-            "--gamma": lambda: check_weight("gamma", float(args.gamma)),
-            "--epochs": lambda: check_epochs(int(args.epochs)),
+            f"--{knob}": partial(parse[knob], getattr(args, knob))
+            for knob in Knobs._fields
+            if getattr(args, knob) is not None
         }
     )
     if problems:  # every bad one, as argparse words its own errors (exit 2)
         parser.error("\n".join(f"argument {k}: {v}" for k, v in problems.items()))
+    model = MODELS[args.model]
+    knobs = model.knobs._replace(**{k[2:]: v for k, v in given.items()})
+    source = "--temperature" if args.temperature else model.temperature_source
+    os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     with quiet(), stops("demo"):
-        run_demo(Runs(args.out), Knobs(*knobs.values()))
+        if model.setup.pretrained:
+            smollm2.prepare(model.setup.pretrained)
+        runs = Runs(args.out / args.model, device=device, model=model.host_model)
+        runs.stage(
+            f"{args.model} on {describe_device(device)}; open-unlearning "
+            f"{host_commit(runs.host) or runs.host}; transformers "
+            f"{transformers.__version__}, torch {torch.__version__}"
+        )
+        run_demo(runs, model, knobs, source)
 
 
 if __name__ == "__main__":

@@ -130,9 +130,26 @@ def _general_rows(pairs):
 
 
 def generate(
-    out_dir, num_authors=20, num_forget=2, num_holdout=2, num_requests=5, seed=0
+    out_dir,
+    num_authors=20,
+    num_forget=2,
+    num_holdout=2,
+    num_requests=5,
+    seed=0,
+    num_eval_retain=4,
+    mix_general=True,
 ):
-    """Write the TOFU-format files to ``out_dir``; return the split sizes."""
+    """Write the TOFU-format files to ``out_dir``; return the split sizes.
+
+    The retain-set metrics read the first ``num_eval_retain`` authors; the general QA are
+    mixed into ``finetune`` / ``retain_finetune`` if ``mix_general`` (a tiny model learns
+    them there; a pretrained one knows them already).
+    """
+    if not 1 <= num_eval_retain <= num_authors - num_forget:
+        raise ValueError(
+            f"need 1 <= num_eval_retain ({num_eval_retain}) <= num_authors - num_forget "
+            f"({num_authors} - {num_forget}): the retain metrics read retain authors only"
+        )
     rng = random.Random(seed)
     names = rng.sample(
         [f"{f} {last}" for f in FIRST for last in LAST], num_authors + num_holdout
@@ -146,12 +163,14 @@ def generate(
         "forget10": qa_only(full[split:]),
         "forget10_perturbed": full[split:],
         "retain90": qa_only(full[:split]),
-        "retain_perturbed": full[: 4 * len(TEMPLATES)],
+        "retain_perturbed": full[: num_eval_retain * len(TEMPLATES)],
         "holdout10": qa_only([row for rows in authors[num_authors:] for row in rows]),
         "real_authors_perturbed": general["real_authors"],
         "world_facts_perturbed": general["world_facts"],
     }
-    general_qa = qa_only(general["real_authors"] + general["world_facts"])
+    general_qa = (
+        qa_only(general["real_authors"] + general["world_facts"]) if mix_general else []
+    )
     files["finetune"] = files["full"] + general_qa
     files["retain_finetune"] = files["retain90"] + general_qa
     per_request = num_forget * len(TEMPLATES)

@@ -1,8 +1,10 @@
-"""Target and retain models: a tiny Llama finetuned on a TOFU-format QA set through the host.
+"""Target and retain models: a tiny Llama, or a pretrained model, finetuned on a TOFU-format
+QA set through the host.
 
 In a ``Runs`` folder: ``data/`` (the set, loaded as ``locuslab/TOFU``), ``tiny/`` (the untrained
-Llama and its tokenizer), ``target/`` (finetuned on every author) and ``retain/`` (the forget
-authors held out). ``setup.json`` records the ``Setup`` they come from; another is refused.
+Llama and its tokenizer, unless a pretrained model is the start), ``target/`` (finetuned on every
+author) and ``retain/`` (the forget authors held out). ``setup.json`` records the ``Setup`` they
+come from; another is refused.
 """
 
 from collections.abc import Callable
@@ -26,21 +28,23 @@ MODELS = {
 
 @dataclass(frozen=True)
 class Setup:
-    """What the target and retain models depend on: the QA set, the Llama, the finetuning.
+    """What the target and retain models depend on: the QA set, the model, the finetuning.
 
-    ``write_data(out_dir=..., **data_args)`` writes the set (a ``demo_data`` writer).
+    ``write_data(out_dir=..., **data_args)`` writes the set (a ``demo_data`` writer). The
+    model is ``pretrained`` (a model folder) if given, else a tiny Llama built with ``model``.
     """
 
     write_data: Callable = generate
     data_args: dict = field(default_factory=dict)
     model: dict = field(default_factory=lambda: dict(TINY_LLAMA))
     recipe: Recipe = FINETUNE
+    pretrained: Path | None = None
 
     def record(self):
         return {
             "data": self.write_data.__name__,
             "data_args": self.data_args,
-            "model": self.model,
+            "model": Path(self.pretrained).name if self.pretrained else self.model,
             "finetune": self.recipe._asdict(),
         }
 
@@ -49,20 +53,30 @@ GENERATED = Setup()  # the demo's: generated authors, a 4-layer Llama, FINETUNE
 
 
 def prepare(runs, setup=GENERATED, names=("target", "retain")):
-    """The folders of the ``names`` models of ``setup`` in ``runs``, trained unless there.
+    """The folders of the ``names`` models of ``setup`` in ``runs``, trained unless there."""
+    start = base(runs, setup)
+    return {name: finetune(runs, name, setup.recipe, start) for name in names}
 
-    Claims the folder for ``setup`` first; then writes the set and the tiny Llama.
+
+def base(runs, setup=GENERATED):
+    """The model ``setup``'s target and retain models are finetuned from.
+
+    Claims the folder for ``setup`` first; then writes the set and, unless ``setup`` starts
+    from a pretrained model, the tiny Llama.
     """
     runs.claim(setup.record())
     data = runs.out / "data"
     sizes = setup.write_data(out_dir=data, **setup.data_args)
     link_tofu(runs.out, data)
-    texts = qa_texts(split_rows(runs.out, "finetune"))  # every author and general QA
-    build_tiny_llama(runs.model_dir("tiny"), texts, **setup.model)
-    runs.stage(
-        f"wrote {sizes['full']} author QA (forget {sizes['forget10']}) and a tiny Llama"
-    )
-    return {name: finetune(runs, name, setup.recipe) for name in names}
+    start, built = setup.pretrained, ""
+    if start is None:
+        texts = qa_texts(
+            split_rows(runs.out, "finetune")
+        )  # every author and general QA
+        start = build_tiny_llama(runs.model_dir("tiny"), texts, **setup.model)
+        built = " and a tiny Llama"
+    runs.stage(f"wrote {sizes['full']} author QA (forget {sizes['forget10']}){built}")
+    return start
 
 
 def finetune(runs, name, recipe, start=None, weight_decay=0.0):

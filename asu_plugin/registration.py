@@ -2,8 +2,8 @@
 
 Each host registry lists its entries as ``name: "module:attribute"``; a method's module is
 imported only when its host registry is loaded. Only host modules that are already
-imported are touched (``trainer``, ``model`` and ``evals.metrics`` from open-unlearning's
-``src/``), so this is safe to call from any Hydra application.
+imported are touched (``trainer``, ``model``, ``data`` and ``evals.metrics`` from
+open-unlearning's ``src/``), so this is safe to call from any Hydra application.
 """
 
 import importlib
@@ -17,12 +17,31 @@ ENTRIES = {
             "ASU_GD": "asu_plugin.asu.trainers:ASU_GD",
             "ASU_KL": "asu_plugin.asu.trainers:ASU_KL",
             "ASU_RMU": "asu_plugin.asu.trainers:ASU_RMU",
+            "ME_GD": "asu_plugin.baselines.me:ME_GD",
+            "ME_KL": "asu_plugin.baselines.me:ME_KL",
+            "IDK_GD": "asu_plugin.baselines.idk:IDK_GD",
+            "IDK_KL": "asu_plugin.baselines.idk:IDK_KL",
+            "IDK_AP": "asu_plugin.baselines.idk:IDK_AP",
         },
     ),
     "model": (
         "MODEL_REGISTRY",
         {
             "AttentionSmoothedForCausalLM": "asu_plugin.asu.models:AttentionSmoothedForCausalLM"
+        },
+    ),
+    "data": (
+        "DATASET_REGISTRY",
+        {"IdkQADataset": "asu_plugin.baselines.data:IdkQADataset"},
+    ),
+    "evals.metrics": (
+        "METRICS_REGISTRY",
+        {
+            "token_entropy": "asu_plugin.metrics.paper:token_entropy",
+            "cosine_similarity": "asu_plugin.metrics.paper:cosine_similarity",
+            "entailment_rate": "asu_plugin.metrics.paper:entailment_rate",
+            "forget_efficacy": "asu_plugin.metrics.paper:forget_efficacy",
+            "forget_efficacy_no_nli": "asu_plugin.metrics.paper:forget_efficacy_no_nli",
         },
     ),
 }

@@ -6,9 +6,15 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from transformers import AutoModelForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    BertConfig,
+    BertForSequenceClassification,
+    BertModel,
+)
 
 from asu_plugin.workflows.host import CLONE, host_dir, is_host
+from asu_plugin.workflows.tiny import build_tokenizer
 
 TINY = dict(
     vocab_size=96,
@@ -77,6 +83,41 @@ def qa_batch(batch_size=3, seq_len=12, vocab_size=96, seed=0):
             labels[row, -pad:] = -100
         labels[row, : seq_len // 2] = -100  # question tokens carry no loss
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+NLI_LABELS = {0: "entailment", 1: "neutral", 2: "contradiction"}  # the release's NLI's
+
+
+def build_tiny_bert(out_dir, texts, labels=None, bias=None, seed=0):
+    """A random tiny BERT and word-level tokenizer (of ``texts``), 128 positions: a
+    sentence encoder, or with ``labels`` a sequence classifier (``bias``: fixed logits,
+    the weights zeroed)."""
+    tokenizer = build_tokenizer(texts)
+    tokenizer.model_max_length = 128  # truncation=True cuts there
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.5,
+    )
+    torch.manual_seed(seed)
+    if labels is None:
+        model = BertModel(config)
+    else:
+        config.id2label = labels
+        config.label2id = {v: k for k, v in labels.items()}
+        model = BertForSequenceClassification(config)
+        if bias is not None:
+            with torch.no_grad():
+                model.classifier.weight.zero_()
+                model.classifier.bias.copy_(torch.tensor(bias))
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return str(out_dir)
 
 
 # src/train.py copies the start model, noting max_steps; src/eval.py scores by τ, or by the

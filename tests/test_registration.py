@@ -12,17 +12,22 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 from asu_plugin import register
 from asu_plugin.asu.models import AttentionSmoothedForCausalLM
-from asu_plugin.registration import register_loaded
+from asu_plugin.registration import ENTRIES, register_loaded
+
+# our modules that import the host's (they import once the host is loaded)
+PLUGIN_MODULES_ON_THE_HOST = {
+    target.split(":")[0]
+    for _, entries in ENTRIES.values()
+    for target in entries.values()
+} - {"asu_plugin.asu.models"}
 
 
 @pytest.fixture
 def no_host(monkeypatch):
     """Hide open-unlearning's packages (and what imported them) from sys.modules."""
+    hosts = {module.split(".")[0] for module in ENTRIES}
     for name in list(sys.modules):
-        if (
-            name.split(".")[0] in ("trainer", "model")
-            or name == "asu_plugin.asu.trainers"
-        ):
+        if name.split(".")[0] in hosts or name in PLUGIN_MODULES_ON_THE_HOST:
             monkeypatch.delitem(sys.modules, name)
     return monkeypatch
 

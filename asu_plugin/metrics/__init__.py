@@ -1,0 +1,1 @@
+"""Metrics the plugin adds to open-unlearning's evaluation."""

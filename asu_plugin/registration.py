@@ -17,6 +17,7 @@ ENTRIES = {
             "ASU_GD": "asu_plugin.asu.trainers:ASU_GD",
             "ASU_KL": "asu_plugin.asu.trainers:ASU_KL",
             "ASU_RMU": "asu_plugin.asu.trainers:ASU_RMU",
+            "DareU": "asu_plugin.dareu.trainer:DareU",
         },
     ),
     "model": (

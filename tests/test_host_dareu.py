@@ -140,7 +140,7 @@ def test_registry_holds_dareu(host_src):
 def test_first_step_has_zero_kl_retain_and_surrogate(host_src, world, tmp_path):
     trainer = build_trainer(host_src, world, tmp_path, {"num_samples": 4})
     batch = next(iter(trainer.get_train_dataloader()))
-    loss = trainer.compute_loss(trainer.model, batch)
+    loss = trainer.compute_unlearn_loss(trainer.model, batch)
     reward, kl, retain, clip_share = (trainer._term_sums / trainer._term_count).tolist()
     assert abs(kl) < 1e-6 and abs(retain) < 1e-6 and clip_share == 0
     # at ratio 1 the surrogate is the mean advantage: 0 after normalising each group

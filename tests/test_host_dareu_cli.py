@@ -128,8 +128,8 @@ def test_host_train_with_dareu_raises_the_mean_reward(host, run_dir):
     result = run_host(host, "train.py", overrides, run_dir, capture_output=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     output = (result.stdout + result.stderr).splitlines()
-    logs = [
-        ast.literal_eval(line[line.index("{") :])
+    logs = [  # transformers 5 prints the logged numbers as strings
+        {k: float(v) for k, v in ast.literal_eval(line[line.index("{") :]).items()}
         for line in output
         if "'reward'" in line
     ]

@@ -61,18 +61,21 @@ def test_examples_swap_questions_but_keep_the_answers_owner(data_dir):
     train, held_out = examples(cfg, rows, names)
     owner_rows = len(rows["full"])
     other_rows = 16 - round(16 * cfg.other_holdout)  # the demo's 8 + 8 general QA
-    assert len(train) == 2 * (owner_rows + other_rows)
+    swapped = train[owner_rows + other_rows : 2 * (owner_rows + other_rows)]
     label_of = {r["question"]: n for r, n in zip(rows["full"], names, strict=True)}
-    for question, _, label in train[owner_rows + other_rows :]:
+    for question, _, label in swapped:
         assert label_of.get(question, OTHER) != label  # another owner's question
-    paraphrases = [x for x in held_out if x[2] != OTHER]
-    assert len(paraphrases) == len(rows["forget10_perturbed"]) + len(
-        rows["retain_perturbed"]
-    )
-    assert all(
-        answer not in {r["answer"] for r in rows["full"]}
-        for _, answer, _ in paraphrases
-    )
+    eval_rows = rows["forget10_perturbed"] + rows["retain_perturbed"]
+    # one wrong-facts answer per eval row trains as "other", the next is held out
+    wrong = train[2 * (owner_rows + other_rows) :]
+    assert wrong == [
+        (r["question"], r["perturbed_answer"][0], OTHER) for r in eval_rows
+    ]
+    kinds = [x[3] for x in held_out]
+    assert kinds.count("paraphrase") == kinds.count("wrong_facts") == len(eval_rows)
+    paraphrases = [x for x in held_out if x[3] == "paraphrase"]
+    answers = {r["answer"] for r in rows["full"]}
+    assert all(answer not in answers for _, answer, *_ in paraphrases)
 
 
 @pytest.mark.parametrize(

@@ -96,8 +96,9 @@ def test_tool_saves_a_classifier_of_the_owners_and_reports_both_ends(run_dir):
     assert classifier.owners == ["author_18", "author_19"]  # forget10: the last two
     record = json.loads((run_dir / "attribution" / "attribution.json").read_text())
     held_out = record["held_out"]
-    assert held_out["all"]["rows"] == 14 + 28 + 4  # forget + retain paraphrases, other
-    assert held_out["all"]["accuracy"] > 0.8  # paraphrases it never saw
+    # forget + retain paraphrases, other, wrong-facts answers
+    assert held_out["all"]["rows"] == 14 + 28 + 4 + 42
+    assert held_out["all"]["accuracy"] > 0.8  # text it never saw
     models = record["models"]
     # the target still says what the forget authors wrote; the retain model cannot
     assert models["target"]["forget_owner_probability"] > 0.8
@@ -139,3 +140,60 @@ def test_host_train_with_dareu_raises_the_mean_reward(host, run_dir):
     assert rewards[0] < -0.5  # the target's samples name the forget authors
     assert sum(rewards[-4:]) / 4 > rewards[0] + 0.3, rewards
     assert (run_dir / "saves" / "unlearn" / "tiny_dareu" / "config.json").is_file()
+
+
+def test_host_train_with_dareu_under_ddp_on_two_processes(host, run_dir):
+    """torchrun, two CPU processes (gloo): each samples for its own forget batch; the logs
+    are means over both; the saved model moved."""
+    task = "tiny_dareu_ddp"
+    overrides = [
+        "--config-name=unlearn.yaml",
+        "experiment=unlearn/tofu/dareu",
+        f"task_name={task}",
+        *model_overrides(run_dir / "target"),
+        "forget_split=forget10",
+        "holdout_split=holdout10",
+        "retain_split=retain90",
+        *train_overrides(),
+        *NO_EVAL,
+        "++trainer.args.use_cpu=true",
+        "++trainer.args.ddp_backend=gloo",
+        # the host's finetune config says `None`, which YAML reads as the string "None"
+        "trainer.args.ddp_find_unused_parameters=false",
+        "trainer.args.per_device_train_batch_size=2",
+        "trainer.args.gradient_accumulation_steps=1",
+        "+trainer.args.max_steps=2",
+        "trainer.args.logging_steps=1",
+        "trainer.args.learning_rate=1e-3",
+        f"trainer.method_args.classifier={run_dir / 'attribution' / 'classifier'}",
+        "trainer.method_args.max_new_tokens=8",
+        f"paths.root_dir={run_dir}",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        str(host / "src" / "train.py"),
+        *overrides,
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_DATASETS_CACHE": str(run_dir / f".hf_{task}"),
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    result = subprocess.run(
+        command, cwd=run_dir, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    saved = run_dir / "saves" / "unlearn" / task
+    state = json.loads((saved / "trainer_state.json").read_text())
+    logs = [log for log in state["log_history"] if "reward" in log]
+    assert len(logs) == 2 and logs[0]["kl"] == 0 and logs[1]["kl"] > 0
+    moved = AutoModelForCausalLM.from_pretrained(saved).state_dict()
+    start = AutoModelForCausalLM.from_pretrained(run_dir / "target").state_dict()
+    assert any(not torch.equal(w, start[k]) for k, w in moved.items())

@@ -141,18 +141,21 @@ def examples(cfg, rows, names):
                 question, owner = rng.choice(questions)
             swapped.append((question, answer, label))
         train += swapped
+    held_out = [(*x, "other") for x in held_out]
     owner_of = {r["question"]: n for r, n in zip(owner_rows, names, strict=True)}
     for split in cfg.eval_splits:
         for row in rows[split]:
-            if row["question"] in owner_of and cfg.eval_answer_key in row:
-                held_out.append(
-                    (
-                        row["question"],
-                        row[cfg.eval_answer_key],
-                        owner_of[row["question"]],
-                    )
-                )
-    if not any(label != OTHER for *_, label in held_out):
+            question = row["question"]
+            if question not in owner_of:
+                continue
+            if cfg.eval_answer_key in row:
+                answer = row[cfg.eval_answer_key]
+                held_out.append((question, answer, owner_of[question], "paraphrase"))
+            wrong = row.get(cfg.wrong_answer_key) if cfg.wrong_answer_key else None
+            wrong = [wrong] if isinstance(wrong, str) else list(wrong or [])
+            train += [(question, answer, OTHER) for answer in wrong[:1]]
+            held_out += [(question, a, OTHER, "wrong_facts") for a in wrong[1:2]]
+    if not any(kind == "paraphrase" for *_, kind in held_out):
         raise ValueError(
             f"no row of {list(cfg.eval_splits)} has an owner question and a "
             f"{cfg.eval_answer_key!r}: nothing to measure held-out accuracy on"
@@ -272,19 +275,24 @@ def accuracy(classifier, texts, labels) -> float | None:
     ) / len(texts)
 
 
-def held_out_report(classifier, texts, labels) -> dict:
-    """Held-out accuracy: all, forget owners', other owners', ``other``'s."""
+def held_out_report(classifier, held_out, texts) -> dict:
+    """Held-out accuracy: all; paraphrases of forget / retained owners' answers; ``other``
+    text; answers with wrong facts (labelled ``other``)."""
     groups = {
-        "all": lambda label: True,
-        "forget_owners": lambda label: label in classifier.owners,
-        "retained_owners": lambda label: label not in classifier.owners
-        and label != OTHER,
-        "other": lambda label: label == OTHER,
+        "all": lambda label, kind: True,
+        "forget_owners": lambda label, kind: kind == "paraphrase"
+        and label in classifier.owners,
+        "retained_owners": lambda label, kind: kind == "paraphrase"
+        and label not in classifier.owners,
+        "other": lambda label, kind: kind == "other",
+        "wrong_facts": lambda label, kind: kind == "wrong_facts",
     }
     report = {}
     for name, keep in groups.items():
         chosen = [
-            (t, label) for t, label in zip(texts, labels, strict=True) if keep(label)
+            (text, label)
+            for text, (*_, label, kind) in zip(texts, held_out, strict=True)
+            if keep(label, kind)
         ]
         report[name] = {
             "rows": len(chosen),
@@ -372,7 +380,7 @@ def make_classifier(cfg, command):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     classifier = OwnerClassifier(folder, max_length=cfg.max_length).load()
-    held_texts = [render(encode, tokenizer, q, a) for q, a, _ in held_out]
+    held_texts = [render(encode, tokenizer, q, a) for q, a, *_ in held_out]
     record = {
         "command": command,
         "classifier": str(folder),
@@ -382,9 +390,7 @@ def make_classifier(cfg, command):
         "train_rows": len(train),
         "train_loss": {"first": losses[0], "last": losses[-1]},
         "cpu_seconds": time.process_time() - start_cpu,
-        "held_out": held_out_report(
-            classifier, held_texts, [label for *_, label in held_out]
-        ),
+        "held_out": held_out_report(classifier, held_out, held_texts),
         "models": {},
     }
     prompts = [

@@ -8,6 +8,9 @@ answer rendered with the model config's template (the host's ``preprocess_chat_i
 and decoded without special tokens. With ``swap_questions`` every answer is also paired
 with another owner's question under the answer's label: within a rollout group the question
 is fixed, so only an attribution carried by the response gives the reward any signal.
+With ``wrong_answer_key`` (TOFU: ``perturbed_answer``) each eval row's first wrong-facts
+answer trains as ``other``: it names the author, as the retain model's answers do, so the
+classifier must read the facts, not the name.
 
 The classifier is the model config's causal LM with a sequence-classification head
 (``AutoModelForSequenceClassification``: the last non-pad token's state, the one state of a
@@ -16,9 +19,10 @@ head alone. Saved to ``<out_dir>/classifier`` (model, tokenizer, ``config.id2lab
 ``config.forget_owners``: the owners of ``forget_split``'s rows).
 
 Reported (``attribution.md`` / ``.json``): accuracy on held-out text (the eval splits'
-paraphrased answers, by owner; held-out ``other`` rows) and, for the ``target`` and
-``retain`` models, the attribution of their greedy answers to the forget questions: the
-mean forget-owner probability (minus DareU's reward) and the top-label shares.
+paraphrased answers, by owner; held-out ``other`` rows; the second wrong-facts answers)
+and, for the ``target`` and ``retain`` models, the attribution of their greedy answers to
+the forget questions: the mean forget-owner probability (minus DareU's reward) and the
+top-label shares.
 
 ``python -m asu_plugin.workflows.attribution model=<host model config> data_dir=...``
 (config: ``configs/attribution/default.yaml``).

@@ -65,15 +65,21 @@ def test_examples_swap_questions_but_keep_the_answers_owner(data_dir):
     label_of = {r["question"]: n for r, n in zip(rows["full"], names, strict=True)}
     for question, _, label in swapped:
         assert label_of.get(question, OTHER) != label  # another owner's question
-    eval_rows = rows["forget10_perturbed"] + rows["retain_perturbed"]
-    # one wrong-facts answer per eval row trains as "other", the next is held out
-    wrong = train[2 * (owner_rows + other_rows) :]
-    assert wrong == [
-        (r["question"], r["perturbed_answer"][0], OTHER) for r in eval_rows
+    # contrast rows train on their paraphrase (the owner's) and a wrong-facts answer
+    contrast = train[2 * (owner_rows + other_rows) :]
+    assert contrast == [
+        pair
+        for r in rows["retain_perturbed"]
+        for pair in (
+            (r["question"], r["paraphrased_answer"], label_of[r["question"]]),
+            (r["question"], r["perturbed_answer"][0], OTHER),
+        )
     ]
-    kinds = [x[3] for x in held_out]
-    assert kinds.count("paraphrase") == kinds.count("wrong_facts") == len(eval_rows)
+    kinds = [x[3] for x in held_out]  # the forget rows' pairs are held out
+    assert kinds.count("paraphrase") == kinds.count("wrong_facts") == 14
+    assert kinds.count("other") == 16 - other_rows
     paraphrases = [x for x in held_out if x[3] == "paraphrase"]
+    assert {label for *_, label, _ in paraphrases} == {"author_18", "author_19"}
     answers = {r["answer"] for r in rows["full"]}
     assert all(answer not in answers for _, answer, *_ in paraphrases)
 

@@ -109,7 +109,13 @@ def check_inputs(cfg):
         value = cfg[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    splits = [cfg.owner_split, cfg.forget_split, *cfg.other_splits, *cfg.eval_splits]
+    splits = [
+        cfg.owner_split,
+        cfg.forget_split,
+        *cfg.other_splits,
+        *cfg.contrast_splits,
+        *cfg.eval_splits,
+    ]
     files = split_files(cfg.data_dir, list(dict.fromkeys(splits)))
     rows = {split: read_jsonl(path) for split, path in files.items()}
     names = owner_names(rows[cfg.owner_split], cfg.rows_per_owner, cfg.owner_key)
@@ -147,24 +153,35 @@ def examples(cfg, rows, names):
         train += swapped
     held_out = [(*x, "other") for x in held_out]
     owner_of = {r["question"]: n for r, n in zip(owner_rows, names, strict=True)}
-    for split in cfg.eval_splits:
-        for row in rows[split]:
-            question = row["question"]
-            if question not in owner_of:
-                continue
-            if cfg.eval_answer_key in row:
-                answer = row[cfg.eval_answer_key]
-                held_out.append((question, answer, owner_of[question], "paraphrase"))
-            wrong = row.get(cfg.wrong_answer_key) if cfg.wrong_answer_key else None
-            wrong = [wrong] if isinstance(wrong, str) else list(wrong or [])
-            train += [(question, answer, OTHER) for answer in wrong[:1]]
-            held_out += [(question, a, OTHER, "wrong_facts") for a in wrong[1:2]]
+    for split in [*cfg.contrast_splits, *cfg.eval_splits]:
+        pairs = contrast_pairs(cfg, rows[split], owner_of)
+        if split in cfg.contrast_splits:
+            train += [x[:3] for x in pairs]
+        else:
+            held_out += pairs
     if not any(kind == "paraphrase" for *_, kind in held_out):
         raise ValueError(
             f"no row of {list(cfg.eval_splits)} has an owner question and a "
             f"{cfg.eval_answer_key!r}: nothing to measure held-out accuracy on"
         )
     return train, held_out
+
+
+def contrast_pairs(cfg, rows, owner_of):
+    """Per owner row: its paraphrased answer (the owner's) and its first wrong-facts answer
+    (``other``), as ``(question, answer, label, kind)``."""
+    pairs = []
+    for row in rows:
+        question = row["question"]
+        if question not in owner_of:
+            continue
+        if cfg.eval_answer_key in row:
+            answer = row[cfg.eval_answer_key]
+            pairs.append((question, answer, owner_of[question], "paraphrase"))
+        wrong = row.get(cfg.wrong_answer_key) if cfg.wrong_answer_key else None
+        wrong = [wrong] if isinstance(wrong, str) else list(wrong or [])
+        pairs += [(question, a, OTHER, "wrong_facts") for a in wrong[:1]]
+    return pairs
 
 
 def render(encode, tokenizer, question, answer) -> str:

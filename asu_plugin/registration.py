@@ -17,6 +17,7 @@ ENTRIES = {
             "ASU_GD": "asu_plugin.asu.trainers:ASU_GD",
             "ASU_KL": "asu_plugin.asu.trainers:ASU_KL",
             "ASU_RMU": "asu_plugin.asu.trainers:ASU_RMU",
+            "DareU": "asu_plugin.dareu.trainer:DareU",
             "ME_GD": "asu_plugin.baselines.me:ME_GD",
             "ME_KL": "asu_plugin.baselines.me:ME_KL",
             "IDK_GD": "asu_plugin.baselines.idk:IDK_GD",

@@ -1,0 +1,1 @@
+"""DareU: unlearning by de-attribution (PPO against a frozen owner classifier)."""

@@ -1,0 +1,106 @@
+"""The owner-classifier tool's data side: owners, forget owners, examples, input checks
+(before any model loads)."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import asu_plugin
+from asu_plugin.dareu.classifier import OTHER
+from asu_plugin.workflows.attribution import check_inputs, examples, owner_names
+from asu_plugin.workflows.demo_data import generate
+
+CONFIGS = str(Path(asu_plugin.__file__).parent / "configs" / "attribution")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("attribution") / "data"
+    generate(out)
+    return out
+
+
+def config(data_dir, *overrides):
+    with initialize_config_dir(CONFIGS, version_base=None):
+        return compose(
+            "default",
+            overrides=[
+                "model=phi-1_5",
+                f"data_dir={data_dir}",
+                "rows_per_owner=7",
+                "out_dir=unused",
+                *overrides,
+            ],
+        )
+
+
+def test_tofu_owners_are_blocks_of_consecutive_rows_or_a_named_field():
+    rows = [{"question": f"q{i}", "answer": "a", "who": f"w{i % 2}"} for i in range(6)]
+    assert owner_names(rows, 3, None) == ["author_0"] * 3 + ["author_1"] * 3
+    assert owner_names(rows, 1, "who") == ["w0", "w1"] * 3
+    with pytest.raises(
+        ValueError, match="rows_per_owner must be an integer >= 1 dividing"
+    ):
+        owner_names(rows, 4, None)
+    with pytest.raises(ValueError, match="owner_key='owner': owner row 0 has no such"):
+        owner_names(rows, 1, "owner")
+    with pytest.raises(ValueError, match="label of text no owner wrote"):
+        owner_names([{"who": OTHER}], 1, "who")
+
+
+def test_forget_owners_are_the_forget_rows_authors(data_dir):
+    rows, names, forget = check_inputs(config(data_dir))
+    assert forget == ["author_18", "author_19"]  # forget10: full's last two authors
+    assert len(set(names)) == 20
+
+
+def test_examples_swap_questions_but_keep_the_answers_owner(data_dir):
+    cfg = config(data_dir)
+    rows, names, _ = check_inputs(cfg)
+    train, held_out = examples(cfg, rows, names)
+    owner_rows = len(rows["full"])
+    other_rows = 16 - round(16 * cfg.other_holdout)  # the demo's 8 + 8 general QA
+    swapped = train[owner_rows + other_rows : 2 * (owner_rows + other_rows)]
+    label_of = {r["question"]: n for r, n in zip(rows["full"], names, strict=True)}
+    for question, _, label in swapped:
+        assert label_of.get(question, OTHER) != label  # another owner's question
+    # contrast rows train on their paraphrase (the owner's) and a wrong-facts answer
+    contrast = train[2 * (owner_rows + other_rows) :]
+    assert contrast == [
+        pair
+        for r in rows["retain_perturbed"]
+        for pair in (
+            (r["question"], r["paraphrased_answer"], label_of[r["question"]]),
+            (r["question"], r["perturbed_answer"][0], OTHER),
+        )
+    ]
+    kinds = [x[3] for x in held_out]  # the forget rows' pairs are held out
+    assert kinds.count("paraphrase") == kinds.count("wrong_facts") == 14
+    assert kinds.count("other") == 16 - other_rows
+    paraphrases = [x for x in held_out if x[3] == "paraphrase"]
+    assert {label for *_, label, _ in paraphrases} == {"author_18", "author_19"}
+    answers = {r["answer"] for r in rows["full"]}
+    assert all(answer not in answers for _, answer, *_ in paraphrases)
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        (["forget_split=forget99"], FileNotFoundError, "missing split file"),
+        (["rows_per_owner=9"], ValueError, "rows_per_owner must be"),
+        (["forget_split=holdout10"], ValueError, "are not owner rows"),
+        (["target=/nowhere"], FileNotFoundError, "target=/nowhere: no model folder"),
+        (["other_splits=[]"], ValueError, "other_splits is empty"),
+        (["other_holdout=1"], ValueError, "other_holdout must be in"),
+        (["max_new_tokens=0"], ValueError, "max_new_tokens must be an integer >= 1"),
+        (["eval_answer_key=nothing"], ValueError, "nothing to measure held-out"),
+    ],
+)
+def test_bad_input_is_refused_before_any_model_loads(
+    data_dir, overrides, error, message
+):
+    cfg = config(data_dir, *overrides)
+    with pytest.raises(error, match=message):
+        rows, names, _ = check_inputs(cfg)
+        examples(cfg, rows, names)

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 import asu_plugin
 from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
 from asu_plugin.dareu.rollout import pack, token_logprobs
-from asu_plugin.workflows.demo_data import generate, read_jsonl
+from asu_plugin.workflows.demo_data import generate
 from asu_plugin.workflows.tiny import (
     build_tiny_classifier,
     build_tiny_llama,
@@ -21,6 +21,7 @@ from asu_plugin.workflows.tiny import (
     encode_qa,
     qa_texts,
 )
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 pytestmark = pytest.mark.host
 OWNERS = [f"author_{k}" for k in range(20)]

@@ -12,15 +12,16 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
-from asu_plugin.workflows.demo_data import generate, read_jsonl
+from asu_plugin.workflows.demo_data import generate
 from asu_plugin.workflows.host import (
     NO_EVAL,
+    device_overrides,
     link_tofu,
     model_overrides,
     run_host,
-    train_overrides,
 )
 from asu_plugin.workflows.tiny import build_tiny_llama, encode_qa, qa_texts
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 pytestmark = pytest.mark.host
 ROWS_PER_AUTHOR = 7  # the demo's authors have 7 QA rows
@@ -119,7 +120,7 @@ def test_host_train_with_dareu_raises_the_mean_reward(host, run_dir):
         "forget_split=forget10",
         "holdout_split=holdout10",
         "retain_split=retain90",
-        *train_overrides(),
+        *device_overrides(),
         *NO_EVAL,
         "trainer.args.per_device_train_batch_size=4",
         "trainer.args.gradient_accumulation_steps=1",
@@ -158,7 +159,7 @@ def test_host_train_with_dareu_under_ddp_on_two_processes(host, run_dir):
         "forget_split=forget10",
         "holdout_split=holdout10",
         "retain_split=retain90",
-        *train_overrides(),
+        *device_overrides(),
         *NO_EVAL,
         "++trainer.args.use_cpu=true",
         "++trainer.args.ddp_backend=gloo",

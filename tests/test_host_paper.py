@@ -10,15 +10,16 @@ import scipy.stats
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin.workflows.demo_data import generate, read_jsonl
+from asu_plugin.workflows.demo_data import generate
 from asu_plugin.workflows.host import (
     NO_EVAL,
+    device_overrides,
     link_tofu,
     model_overrides,
     run_host,
-    train_overrides,
 )
 from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 from conftest import NLI_LABELS, build_tiny_bert
 
@@ -69,7 +70,7 @@ def unlearn(host, run_dir, tiny, experiment, task, extra=()):
         *model_overrides(tiny),
         *SPLITS,
         "retain_split=retain90",
-        *train_overrides(),
+        *device_overrides(),
         *NO_EVAL,
         "trainer.args.per_device_train_batch_size=4",
         "trainer.args.gradient_accumulation_steps=1",

@@ -35,7 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
@@ -43,10 +42,12 @@ from transformers import AutoModelForSequenceClassification
 
 from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
 from asu_plugin.dareu.rollout import cut_at_stop, left_pad, stop_ids
-from asu_plugin.workflows.calibrate import host_encoder, host_module, split_files
-from asu_plugin.workflows.demo_data import read_jsonl
-from asu_plugin.workflows.host import require_host
+from asu_plugin.workflows.calibrate import split_files
+from asu_plugin.workflows.calibration.measure import host_encoder
+from asu_plugin.workflows.entry import workflow
+from asu_plugin.workflows.host import host_module, require_host
 from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.tofu_format import read_jsonl
 
 
 def owner_names(rows, rows_per_owner, owner_key) -> list[str]:
@@ -428,9 +429,13 @@ def make_classifier(cfg, command):
     return record
 
 
-@hydra.main(
-    version_base=None, config_path="../configs/attribution", config_name="default"
+EXAMPLE = (
+    "python -m asu_plugin.workflows.attribution model=SmolLM2-135M-Instruct "
+    "data_dir=~/TOFU target=saves/target retain=saves/retain"
 )
+
+
+@workflow("attribution", check_inputs, EXAMPLE, groups=["model"])
 def main(cfg):
     command = "python -m asu_plugin.workflows.attribution " + shlex.join(sys.argv[1:])
     record = make_classifier(cfg, command)

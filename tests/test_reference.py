@@ -158,6 +158,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["full", "lora"])
 def test_ddp_on_two_processes_matches_one_process_on_the_global_batch(kind, tmp_path):
     mp.spawn(ddp_rank, args=(2, free_port(), kind, str(tmp_path)), nprocs=2)

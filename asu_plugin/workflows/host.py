@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 import transformers
+from packaging.version import Version
 
 from asu_plugin.workflows.entry import WorkflowError
 
+# transformers 5 dropped TrainingArguments.logging_dir and sizes DeepSpeed's batch differently
+TRANSFORMERS_5 = Version(transformers.__version__).major >= 5
 CLONE = "git clone https://github.com/locuslab/open-unlearning ~/open-unlearning"
 
 
@@ -57,7 +60,7 @@ def device_overrides(device="cpu") -> list[str]:
             "trainer.args.bf16=false",
             "trainer.args.bf16_full_eval=false",
         ]
-    if int(transformers.__version__.split(".")[0]) >= 5:
+    if TRANSFORMERS_5:
         overrides.append("~trainer.args.logging_dir")  # gone from TrainingArguments
     return overrides
 

@@ -16,7 +16,7 @@ model=Llama-3.2-1B-Instruct
 model_path=open-unlearning/tofu_${model}_full
 
 ########################################### TOFU ###########################################
-# Paper settings (experiment unlearn/tofu/asu): τ 2.3, α 0.1, lr 1e-5, 5 epochs, batch 32.
+# Paper settings (experiment unlearn/tofu/asu): τ 2.3, gamma 0.1 (the paper's α), lr 1e-5, 5 epochs, batch 32.
 forget_retain_splits=(
     "forget01 retain99 holdout01"
     "forget05 retain95 holdout05"
@@ -55,7 +55,7 @@ for trainer in ASU_GD ASU_KL; do
 done
 
 ########################################### MUSE ###########################################
-# News: τ 2.0, α 0.35; Books: τ 2.35, α 0.001 (experiment unlearn/muse/asu).
+# News: τ 2.0, gamma 0.35; Books: τ 2.35, gamma 0.001 (experiment unlearn/muse/asu).
 muse_settings=(
     "News 2.0 0.35"
     "Books 2.35 0.001"
@@ -81,7 +81,7 @@ for setting in "${muse_settings[@]}"; do
 done
 
 ########################################### WMDP ###########################################
-# Logit-level ASU, untuned start (τ 2.0, α 0.1); evaluated by lm-eval (WMDP-cyber, MMLU).
+# Logit-level ASU, untuned start (τ 2.0, gamma 0.1); evaluated by lm-eval (WMDP-cyber, MMLU).
 run python src/train.py --config-name=unlearn.yaml \
     experiment=unlearn/wmdp/asu \
     task_name=wmdp_zephyr-7b-beta_cyber_ASU_KL

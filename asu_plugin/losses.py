@@ -4,6 +4,33 @@ import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = -100
+LM_KEYS = ("input_ids", "attention_mask", "labels")
+RETAIN_LOSS_TYPES = ("NLL", "KL")  # GradDiff's retain terms
+
+
+def lm_inputs(
+    inputs, split, part=None, data="open-unlearning's unlearn data (forget + retain)"
+):
+    """The model inputs of the host's ``inputs[split]`` (of its ``part``, e.g.
+    ``"alternate"``); a clear error naming the ``data`` to train on when they are missing."""
+    batch = inputs.get(split)
+    if part is not None and isinstance(batch, dict):
+        batch = batch.get(part)
+    if not isinstance(batch, dict) or not all(key in batch for key in LM_KEYS):
+        where = f"{split}.{part}" if part else split
+        raise ValueError(
+            f"this trainer needs a '{where}' batch, got keys {sorted(inputs)}: "
+            f"train on {data}"
+        )
+    return {key: batch[key] for key in LM_KEYS}
+
+
+def check_retain_loss_type(retain_loss_type) -> str:
+    if retain_loss_type not in RETAIN_LOSS_TYPES:
+        raise ValueError(
+            f"retain_loss_type must be one of {RETAIN_LOSS_TYPES}, got {retain_loss_type!r}"
+        )
+    return retain_loss_type
 
 
 def sequence_kl(student_logits, teacher_logits, labels):

@@ -5,20 +5,8 @@ from trainer.unlearn.grad_diff import GradDiff
 from trainer.unlearn.rmu import RMU
 
 from asu_plugin.asu.smoothing import SmoothingSpec
-from asu_plugin.losses import check_weight
+from asu_plugin.losses import LM_KEYS, check_retain_loss_type, check_weight, lm_inputs
 from asu_plugin.reference import Reference, add_adapter
-
-RETAIN_LOSS_TYPES = ("NLL", "KL")
-LM_KEYS = ("input_ids", "attention_mask", "labels")
-
-
-def _lm_inputs(inputs, split):
-    if split not in inputs:
-        raise ValueError(
-            f"ASU needs a '{split}' batch, got keys {sorted(inputs)}: train on "
-            "open-unlearning's unlearn data (forget + retain)"
-        )
-    return {key: inputs[split][key] for key in LM_KEYS}
 
 
 class ASU_GD(GradDiff):
@@ -42,11 +30,7 @@ class ASU_GD(GradDiff):
         *args,
         **kwargs,
     ):
-        if retain_loss_type not in RETAIN_LOSS_TYPES:
-            raise ValueError(
-                f"retain_loss_type must be one of {RETAIN_LOSS_TYPES}, "
-                f"got {retain_loss_type!r}"
-            )
+        check_retain_loss_type(retain_loss_type)
         # checked before the frozen copy is made; the teacher smooths that copy
         smoothing = SmoothingSpec.check(kwargs.get("model"), temperature, layers)
         if peft is not None:
@@ -84,8 +68,8 @@ class ASU_GD(GradDiff):
     def compute_unlearn_loss(
         self, model, inputs, return_outputs=False, num_items_in_batch=None
     ):
-        forget_inputs = _lm_inputs(inputs, "forget")
-        retain_inputs = _lm_inputs(inputs, "retain")
+        forget_inputs = lm_inputs(inputs, "forget")
+        retain_inputs = lm_inputs(inputs, "retain")
         forget_loss, forget_outputs = self.reference.kl(
             model, forget_inputs, smoothed=True
         )
@@ -148,7 +132,7 @@ class ASU_RMU(RMU):
         return target
 
     def compute_unlearn_loss(self, model, inputs, *args, **kwargs):
-        forget_inputs = _lm_inputs(inputs, "forget")
+        forget_inputs = lm_inputs(inputs, "forget")
         self._forget_inputs = {k: forget_inputs[k] for k in LM_KEYS[:2]}
         return _RMU_LOSS(self, model, inputs, *args, **kwargs)
 

@@ -3,24 +3,7 @@ retain terms. Imports open-unlearning's ``trainer`` package: load via ``register
 
 from trainer.unlearn.grad_diff import GradDiff
 
-from asu_plugin.losses import check_weight
-
-RETAIN_LOSS_TYPES = ("NLL", "KL")
-LM_KEYS = ("input_ids", "attention_mask", "labels")
-
-
-def lm_inputs(inputs, split, part=None, experiment="the matching experiment"):
-    """The model inputs of ``inputs[split]`` (of its ``part``, e.g. ``"alternate"``)."""
-    batch = inputs.get(split)
-    if part is not None and isinstance(batch, dict):
-        batch = batch.get(part)
-    if not isinstance(batch, dict) or not all(key in batch for key in LM_KEYS):
-        where = f"{split}.{part}" if part else split
-        raise ValueError(
-            f"this trainer needs '{where}' batches, got keys {sorted(inputs)}: "
-            f"train on {experiment}"
-        )
-    return {key: batch[key] for key in LM_KEYS}
+from asu_plugin.losses import check_retain_loss_type, check_weight, lm_inputs
 
 
 class PaperBaseline(GradDiff):
@@ -28,11 +11,7 @@ class PaperBaseline(GradDiff):
     starting model. Subclasses define ``compute_forget_loss``."""
 
     def __init__(self, gamma=1.0, alpha=1.0, retain_loss_type="NLL", *args, **kwargs):
-        if retain_loss_type not in RETAIN_LOSS_TYPES:
-            raise ValueError(
-                f"retain_loss_type must be one of {RETAIN_LOSS_TYPES}, "
-                f"got {retain_loss_type!r}"
-            )
+        check_retain_loss_type(retain_loss_type)
         gamma, alpha = check_weight("gamma", gamma), check_weight("alpha", alpha)
         super().__init__(
             *args, gamma=gamma, alpha=alpha, retain_loss_type=retain_loss_type, **kwargs

@@ -3,7 +3,8 @@
 import torch.nn.functional as F
 from trainer.utils import compute_batch_nll
 
-from asu_plugin.baselines.base import PaperBaseline, lm_inputs
+from asu_plugin.baselines.base import PaperBaseline
+from asu_plugin.losses import lm_inputs
 
 IDK_DATA = "experiment=unlearn/tofu/idk_ap (forget data TOFU_QA_forget_idk)"
 AP_DATA = "experiment=unlearn/tofu/idk_ap (retain data TOFU_QA_retain_idk)"

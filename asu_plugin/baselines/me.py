@@ -4,7 +4,8 @@ import math
 
 import torch.nn.functional as F
 
-from asu_plugin.baselines.base import PaperBaseline, lm_inputs
+from asu_plugin.baselines.base import PaperBaseline
+from asu_plugin.losses import lm_inputs
 
 
 def uniform_kl(logits, positions):

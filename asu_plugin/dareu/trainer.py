@@ -17,10 +17,9 @@ from asu_plugin.dareu.rollout import (
     stop_ids,
     token_logprobs,
 )
-from asu_plugin.losses import check_weight
+from asu_plugin.losses import check_weight, lm_inputs
 from asu_plugin.reference import Reference, _eval_mode, add_adapter
 
-LM_KEYS = ("input_ids", "attention_mask", "labels")
 LOGGED = ("reward", "kl", "retain_loss", "clip_share")
 CHECKED_ROWS = 16  # forget rows whose text the classifier's tokenizer must read
 
@@ -29,15 +28,6 @@ def check_count(name, value, least) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     return value
-
-
-def _split(inputs, split):
-    if split not in inputs:
-        raise ValueError(
-            f"DareU needs a '{split}' batch, got keys {sorted(inputs)}: train on "
-            "open-unlearning's unlearn data (forget + retain)"
-        )
-    return {key: inputs[split][key] for key in LM_KEYS}
 
 
 class DareU(GradDiff):
@@ -178,8 +168,8 @@ class DareU(GradDiff):
         self, model, inputs, return_outputs=False, num_items_in_batch=None
     ):
         forget_inputs, retain_inputs = (
-            _split(inputs, "forget"),
-            _split(inputs, "retain"),
+            lm_inputs(inputs, "forget"),
+            lm_inputs(inputs, "retain"),
         )
         rollout = self._current_rollout(model, forget_inputs)
         samples = rollout["inputs"]

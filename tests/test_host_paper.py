@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import scipy.stats
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -40,6 +39,13 @@ HOST_METRICS = (
     "privleak",
     "extraction_strength",
 )
+
+
+def harmonic_mean(values):
+    """By hand; 0 when a part is 0, as scipy's hmean (the host's) has it."""
+    if min(values) == 0:
+        return 0.0
+    return len(values) / sum(1 / v for v in values)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +164,7 @@ def test_eval_reports_fe_and_mu_from_their_parts(host, run_dir, tiny, scorers):
         value("forget_token_entropy"),
         1 - value("forget_entailment"),
     ]
-    assert summary["forget_efficacy"] == pytest.approx(scipy.stats.hmean(fe_terms))
+    assert summary["forget_efficacy"] == pytest.approx(harmonic_mean(fe_terms))
     mu_terms = [
         value(f"{split}_{metric}")
         for split, prob in (
@@ -175,7 +181,7 @@ def test_eval_reports_fe_and_mu_from_their_parts(host, run_dir, tiny, scorers):
             "entailment",
         )
     ]
-    assert summary["paper_model_utility"] == pytest.approx(scipy.stats.hmean(mu_terms))
+    assert summary["paper_model_utility"] == pytest.approx(harmonic_mean(mu_terms))
 
     # the token entropy of the logged greedy answers, recomputed here
     tokenizer = AutoTokenizer.from_pretrained(tiny)

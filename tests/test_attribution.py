@@ -26,7 +26,7 @@ def config(data_dir, *overrides):
         return compose(
             "default",
             overrides=[
-                "model=phi-1_5",
+                "model=SmolLM2-135M-Instruct",  # ours: no host needed to compose
                 f"data_dir={data_dir}",
                 "rows_per_owner=7",
                 "out_dir=unused",

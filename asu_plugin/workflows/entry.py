@@ -10,6 +10,7 @@ are reported together with an example command, before Hydra or anything else run
 import functools
 import re
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,7 +88,15 @@ def check_settings(workflow, argv, check, example, groups=()):
         return
     folder = CONFIGS / workflow
     problems, overrides = {}, list(argv)
-    with initialize_config_dir(str(folder), version_base=None):
+    with (
+        initialize_config_dir(str(folder), version_base=None),
+        warnings.catch_warnings(),
+    ):
+        # a missing host checkout is reported as the missing model config, not as Hydra's
+        # warning that its search-path folder "is not available"
+        warnings.filterwarnings(
+            "ignore", message=".*is not available", category=UserWarning
+        )
         try:
             cfg = compose("default", overrides)
         except HydraException as error:

@@ -8,6 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from asu_plugin.asu.smoothing import AttentionSmoothing
+from asu_plugin.dareu.rollout import left_pad
 from asu_plugin.losses import IGNORE_INDEX
 from asu_plugin.workflows.calibration.tokens import token_classes
 from asu_plugin.workflows.host import host_module
@@ -95,12 +96,8 @@ def greedy_answers(model, tokenizer, prompts, max_new_tokens, batch_size=8):
     answers = []
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
-        width = max(len(p) for p in batch)
-        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, prompt in enumerate(batch):
-            input_ids[row, width - len(prompt) :] = prompt
-            mask[row, width - len(prompt) :] = 1
+        input_ids, mask = left_pad(batch, tokenizer.pad_token_id)
+        width = input_ids.shape[1]
         output = model.generate(
             input_ids=input_ids.to(model.device),
             attention_mask=mask.to(model.device),

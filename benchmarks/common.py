@@ -19,19 +19,29 @@ FORGET_COLUMNS = (
 )
 
 
+# the TOFU experiment config of each method not run with the host's default one
+EXPERIMENTS = {"ME_GD": "me", "IDK_AP": "idk_ap", "DareU": "dareu"}
+
+
 class Point(NamedTuple):
-    """One unlearning run of a sweep: the method, its learning rate and own knobs, and
-    its epochs (``None``: the benchmark's)."""
+    """One unlearning run of a sweep: the method, its learning rate and own knobs, its
+    epochs (``None``: the benchmark's) and its training seed (``None``: the host's, 0)."""
 
     method: str
     lr: float
     method_args: dict
     epochs: int | None = None
+    seed: int | None = None
 
     @property
     def knobs(self):
         epochs = {} if self.epochs is None else {"epochs": self.epochs}
-        return {"lr": f"{self.lr:g}", **self.method_args, **epochs}
+        seed = {} if self.seed is None else {"seed": self.seed}
+        return {"lr": f"{self.lr:g}", **self.method_args, **epochs, **seed}
+
+    def with_seed(self, seed):
+        """The same run with another training seed (data order, sampling)."""
+        return self._replace(seed=seed)
 
     @property
     def label(self):
@@ -45,19 +55,19 @@ class Point(NamedTuple):
 
     def definition(self):
         """All that defines the run, as a results record keeps it."""
-        fields = self._asdict()
-        if self.epochs is None:
-            del fields["epochs"]
-        return fields
+        return {k: v for k, v in self._asdict().items() if v is not None}
 
     def overrides(self):
         """``src/train.py`` overrides: the method's TOFU experiment with its knobs."""
         experiment = "asu" if self.method.startswith("ASU") else "default"
+        experiment = EXPERIMENTS.get(self.method, experiment)
+        seed = [] if self.seed is None else [f"trainer.args.seed={self.seed}"]
         return [
             "--config-name=unlearn.yaml",
             f"experiment=unlearn/tofu/{experiment}",
             f"trainer={self.method}",
             *(f"trainer.method_args.{k}={v}" for k, v in self.method_args.items()),
+            *seed,
         ]
 
 

@@ -20,8 +20,16 @@ one thread each.
 """
 
 import argparse
+import ast
 import json
+import math
 import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,10 +50,16 @@ from common import (
 from asu_plugin.workflows import targets
 from asu_plugin.workflows.entry import WorkflowError, stops
 from asu_plugin.workflows.host import host_commit, link_tofu, teacher_overrides
-from asu_plugin.workflows.runs import Recipe, Runs, same_record, write_record
+from asu_plugin.workflows.runs import (
+    Recipe,
+    RecordMismatch,
+    Runs,
+    same_record,
+    write_record,
+)
 from asu_plugin.workflows.smollm2 import GGUF, prepare
 from asu_plugin.workflows.tables import markdown_table
-from asu_plugin.workflows.tofu_format import read_jsonl, tofu_subset
+from asu_plugin.workflows.tofu_format import read_jsonl, tofu_subset, write_refusals
 
 MODEL = "SmolLM2-135M-Instruct"
 DATA = {  # tofu_subset arguments
@@ -77,6 +91,15 @@ COLUMNS = (
     "forget_repetition",
 )
 MATCHED = (0.95, 0.9, 0.8)  # of the target's model_utility
+# the offline part of the paper's FE (no NLI model), over the answers already generated
+FE = "forget_efficacy_no_nli"
+FE_EVAL = [f"+eval/tofu_metrics@eval.tofu.metrics.{FE}={FE}"]
+DISTANCE = ("forget_Q_A_Prob", "forget_truth_ratio")  # |method − retain model|
+SEEDS = (1, 2)  # reruns of the front points, beside the grid's seed 0
+# DareU's owner classifier (asu_plugin.workflows.attribution on this benchmark's data):
+# its body is the target, which has read the owners' facts; the forget owners' first
+# wrong-facts answers train as "other" so that naming the author is not enough
+ATTRIBUTION = ["forget_split=forget10", "forget_contrast=true", "epochs=3"]
 
 # most telling first: a stopped run has compared ASU at the calibrated τ (2, by
 # asu_plugin.workflows.calibrate on the target) and the paper's 2.3 with every baseline,
@@ -101,6 +124,35 @@ POINTS = [
     Point("NPO", 3e-5, {"beta": 0.5}),
     Point("SimNPO", 3e-5, {"beta": 2}),
     Point("UNDIAL", 3e-5, {"beta": 30}),
+    # the paper's baselines, DareU, ASU past τ 2.3, then seeds and the lr-3e-4 edge
+    Point("ME_GD", 1e-4, {}),
+    Point("IDK_AP", 1e-4, {}),
+    Point("DareU", 3e-5, {}),
+    asu("ASU_KL", 3.0, 1e-4),
+    asu("ASU_KL", 2.6, 1e-4),
+    *(
+        point.with_seed(seed)
+        for seed in SEEDS
+        for point in (
+            Point("GradDiff", 1e-4, {}),
+            Point("NPO", 1e-4, {}),
+            Point("UNDIAL", 1e-4, {}),
+            asu("ASU_KL", 2.3, 1e-4),
+            asu("ASU_KL", 2.0, 1e-4),
+            Point("GradDiff", 3e-5, {}),
+        )
+    ),
+    *(
+        Point(method, 3e-4, {})
+        for method in ("GradDiff", "NPO", "SimNPO", "UNDIAL", "ME_GD", "IDK_AP")
+    ),
+    asu("ASU_KL", 2.0, 3e-4),
+    Point("DareU", 1e-5, {}),
+    Point("DareU", 3e-5, {"beta": 0.2}),
+    Point("ME_GD", 3e-5, {}),
+    Point("IDK_AP", 3e-5, {}),
+    asu("ASU_KL", 3.0, 3e-5),
+    asu("ASU_KL", 2.6, 3e-5),
 ]
 BEFORE_TEACHERS = 11  # points run before the teachers are evaluated
 
@@ -126,7 +178,8 @@ def recorded(point):
     args = point.method_args
     if point.method.startswith("ASU"):
         args = {"alpha" if k == "gamma" else k: v for k, v in args.items()}
-    return {**point.definition(), "method_args": args}
+    classifier = {"classifier": ATTRIBUTION} if point.method == "DareU" else {}
+    return {**point.definition(), "method_args": args, **classifier}
 
 
 class Bench:
@@ -150,6 +203,25 @@ class Bench:
     def read(self, name):
         return json.loads(self.path(name).read_text())
 
+    def rescored(self, name):
+        """Check that ``evals/<name>`` scores what point ``name`` says (else raise
+        ``RecordMismatch``); add the metrics it has beyond those to the point file."""
+        result = self.read(name)
+        recorded = result["metrics"]
+        now = self.runs.ensure_eval(name, None)
+        changed = [
+            f"{k}: {v} recorded, {now.get(k)} now"
+            for k, v in recorded.items()
+            if not _same(v, now.get(k))
+        ]
+        if changed:
+            raise RecordMismatch(
+                f"{self.path(name)} was scored on another {name} model "
+                f"({'; '.join(changed[:3])}); use another --results folder"
+            )
+        if set(now) - set(recorded):
+            write_record(self.path(name), {**result, "metrics": now | recorded}, 1)
+
     def score(self, name, model, point, extra=(), train_s=0.0):
         """Evaluate ``model`` into evals/<name> and write its point file."""
         if self.done(name, point):
@@ -157,7 +229,10 @@ class Bench:
         start = time.time()
         retain_logs = self.runs.eval_logs("retain")
         metrics = self.runs.ensure_eval(
-            name, model, None if name == "retain" else retain_logs, [*EVAL, *extra]
+            name,
+            model,
+            None if name == "retain" else retain_logs,
+            [*EVAL, *FE_EVAL, *extra],
         )
         logs = json.loads(self.runs.eval_logs(name).read_text())
         answers = logs["forget_Q_A_ROUGE"]["value_by_index"]
@@ -175,17 +250,41 @@ class Bench:
         write_record(self.path(name), result, indent=1)
         return result
 
-    def unlearn(self, target, point):
+    def unlearn(self, target, point, inputs=()):
+        """``point`` from ``target``; ``inputs``: overrides naming its files (classifier…)."""
         if self.done(point.name, recorded(point)):
             return self.read(point.name)
         self.runs.stage(f"{point.method} {point.label}")
         start = time.time()
         recipe = Recipe(UNLEARN_EPOCHS, point.lr, UNLEARN_BATCH)
-        model = self.runs.ensure_model(point.name, target, point.overrides(), recipe)
+        overrides = [*point.overrides(), *inputs]
+        model = self.runs.ensure_model(point.name, target, overrides, recipe)
         train_s = time.time() - start
         result = self.score(point.name, model, recorded(point), train_s=train_s)
+        if point.method == "DareU":
+            result["train_log"] = train_log(
+                self.runs.out / "logs" / f"{point.name}.log"
+            )
+            write_record(self.path(point.name), result, indent=1)
         self.runs.stage(f"{point.method} {point.label}: {_summary(result)}")
         return result
+
+
+def train_log(log):
+    """The per-step dicts a host training log printed (loss, reward, kl, …)."""
+    steps = []
+    for line in Path(log).read_text().splitlines():
+        line = line[line.find("{") :]
+        if line.startswith("{'loss'"):  # nan / inf are names, not literals
+            text = re.sub(r"\b(nan|inf)\b", r"'\1'", line[: line.rfind("}") + 1])
+            steps.append(ast.literal_eval(text))
+    return steps
+
+
+def _same(a, b):
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, abs_tol=1e-6)
+    return a == b
 
 
 def _summary(result):
@@ -202,13 +301,48 @@ def references(runs, bench, base):
 
     target = finetune("target")
     definition = {"finetune": "retain"}
-    scored = bench.done("retain", definition)
-    # scored first: the target's forget_quality needs the retain model's logs
-    retain = bench.score("retain", None if scored else finetune("retain"), definition)
+    # scored first: every point's forget_quality needs the retain model's logs. On a
+    # machine without them the retain model is trained and evaluated again, and must
+    # score what its point file says (the points are compared to that one).
+    if not runs.evaluated("retain"):
+        runs.ensure_eval("retain", finetune("retain"), None, [*EVAL, *FE_EVAL])
+        if bench.done("retain", definition):
+            bench.rescored("retain")
+    retain = bench.score("retain", runs.model_dir("retain"), definition)
     return target, {
         "target": bench.score("target", target, {"finetune": "target"}),
         "retain": retain,
     }
+
+
+def owner_classifier(runs, results, target, retain):
+    """DareU's classifier in ``out/attribution`` (made unless there); its report is copied
+    into the results."""
+    out, model = runs.out / "attribution", f"model={MODEL}"
+    if not (out / "classifier").is_dir():
+        runs.stage("training DareU's owner classifier")
+        paths = [
+            f"model.model_args.pretrained_model_name_or_path={target}",
+            f"model.tokenizer_args.pretrained_model_name_or_path={target}",
+            f"data_dir={runs.out / 'data'}",
+            f"target={target}",
+            f"retain={retain}",
+        ]
+        partial = out.with_name("attribution.partial")
+        command = [sys.executable, "-m", "asu_plugin.workflows.attribution", model]
+        command += [*ATTRIBUTION, *paths, f"out_dir={partial}"]
+        log = runs.out / "logs" / "attribution.log"
+        env = {**os.environ, "OPEN_UNLEARNING_DIR": str(runs.host)}
+        with open(log, "w") as f:
+            if subprocess.run(command, stdout=f, stderr=f, env=env).returncode:
+                raise WorkflowError(f"the owner classifier failed; its log: {log}")
+        shutil.rmtree(out, ignore_errors=True)
+        partial.rename(out)
+    report = (out / "attribution.json").read_text().replace(str(runs.out), "OUT")
+    report = json.loads(report)
+    report["command"] = " ".join(["attribution", model, *ATTRIBUTION])
+    write_record(results / "attribution.json", report)
+    return out / "classifier"
 
 
 def teacher_definition(tau):
@@ -268,6 +402,28 @@ def run(args, points):
         read_jsonl(runs.out / "data" / "forget10_perturbed.jsonl"),
     )
     target, refs = references(runs, bench, base)
+    refusals = runs.out / "data" / "idk.jsonl"
+    write_refusals(refusals)
+    lock = threading.Lock()  # one classifier, however many DareU points run at once
+
+    def inputs(point):
+        if point.method.startswith("IDK"):
+            return [f"idk_path={refusals}"]
+        if point.method != "DareU":
+            return []
+        with lock:
+            retain = runs.model_dir("retain")
+            classifier = owner_classifier(runs, bench.results, target, retain)
+        # its reward curve: the host's log of every step
+        return [
+            f"trainer.method_args.classifier={classifier}",
+            "trainer.args.logging_steps=1",
+        ]
+
+    def unlearn(point):
+        if bench.done(point.name, recorded(point)):
+            return bench.read(point.name)
+        return bench.unlearn(target, point, inputs(point))
 
     def teacher(tau, name):
         definition = teacher_definition(tau)
@@ -277,9 +433,9 @@ def run(args, points):
 
     # the points first; then the teachers (calibrate has their answer probabilities
     # already), the rest of the grid, and last the untouched base model (a reference only)
-    jobs = [lambda p=p: bench.unlearn(target, p) for p in points[:BEFORE_TEACHERS]]
+    jobs = [lambda p=p: unlearn(p) for p in points[:BEFORE_TEACHERS]]
     jobs += [lambda t=t: teacher(t[0], t[2]) for t in teachers(points)]
-    jobs += [lambda p=p: bench.unlearn(target, p) for p in points[BEFORE_TEACHERS:]]
+    jobs += [lambda p=p: unlearn(p) for p in points[BEFORE_TEACHERS:]]
     jobs.append(
         lambda: refs.update(base=bench.score("base", base, {"pretrained": MODEL}))
     )
@@ -328,6 +484,8 @@ def write_results(results, refs, points, jobs):
         *header(refs["target"]["setup"], results, len(done), len(points), jobs),
         *tables(refs, done, teacher_scores),
         *fronts(methods, target_utility),
+        *seeded(methods, target_utility),
+        *dareu(results, files, done),
         *sample_answers(results, refs, methods, target_utility),
     ]
     (results / "results.md").write_text("\n".join(lines) + "\n")
@@ -384,13 +542,21 @@ def header(setup, results, done, total, jobs):
 def tables(refs, done, teacher_scores):
     """Every point's scores and the forget-teacher's."""
 
-    def cells(metrics):
-        return [metrics.get(c) for c in COLUMNS]
+    retain = refs["retain"]["metrics"]
 
+    def cells(metrics):
+        distance = [abs(metrics[c] - retain[c]) for c in DISTANCE]
+        return [*(metrics.get(c) for c in COLUMNS), metrics.get(FE), *distance]
+
+    distance = [f"\\|Δ {c}\\|" for c in DISTANCE]
     return [
         "## Every point\n",
+        f"`{FE}`: the paper's FE without its entailment term (harmonic mean of 1 − ROUGE, "
+        "1 − probability, truth ratio and token entropy of the forget answers); – where "
+        "the point ran before it was measured. \\|Δ\\|: distance to the retain model, "
+        "the goal (an over-forgetting point is far from it too).\n",
         markdown_table(
-            ["method", "knob", *COLUMNS],
+            ["method", "knob", *COLUMNS, FE, *distance],
             [
                 *([name, "–", *cells(r["metrics"])] for name, r in refs.items()),
                 *([p.method, p.label, *cells(m)] for p, m in done),
@@ -398,7 +564,7 @@ def tables(refs, done, teacher_scores):
         ),
         "\n## Forget-teacher (the target with attention temperature τ, all layers)\n",
         markdown_table(
-            ["τ", *COLUMNS],
+            ["τ", *COLUMNS, FE, *distance],
             [[tau, *cells(m)] for tau, m in sorted(teacher_scores.items())],
         ),
     ]
@@ -417,6 +583,108 @@ def fronts(methods, target_utility):
             matched_rows(methods, forget, utility, label, thresholds),
         ),
     ]
+
+
+def front_points(methods, target_utility):
+    """Per method, the points a reading rests on: its lowest forget answer probability at
+    ≥ 0.9× the target's utility, and its best forget quality (grid seed 0 only)."""
+    chosen = {}
+    for method, items in methods.items():
+        grid = [item for item in items if item[0].seed is None]
+        picks = [
+            best_at(grid, forget, utility, 0.9 * target_utility),
+            max(grid, key=lambda item: item[1].get("forget_quality") or 0),
+        ]
+        points = {p[0].name: p[0] for p in picks if p is not None}
+        chosen[method] = list(points.values())
+    return chosen
+
+
+def seeded(methods, target_utility):
+    """Mean ± sample standard deviation over the seeds of each method's front points."""
+    runs = {p.name: m for items in methods.values() for p, m in items}
+    columns = (FORGET, UTILITY, "forget_quality", "forget_truth_ratio", FE)
+    rows = []
+    for method, chosen in front_points(methods, target_utility).items():
+        for point in chosen:
+            seeds = [point, *(point.with_seed(s) for s in SEEDS)]
+            found = [runs[p.name] for p in seeds if p.name in runs]
+            rows.append(
+                [method, point.label, len(found)]
+                + [_spread([m.get(c) for m in found]) for c in columns]
+            )
+    return [
+        "\n## Seeds: each method's front points (lowest forget at ≥ 0.9× the target's "
+        "utility; best forget quality), mean ± sd over the seeds run\n",
+        "Seed = the host's training seed (data order; DareU's sampling too); the target, "
+        "retain model and evaluation are the same. n = 1: one run, no spread.\n",
+        markdown_table(["method", "point", "n", *columns], rows),
+    ]
+
+
+def _spread(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def dareu(results, files, done):
+    """The owner classifier's accuracy and attribution, and each DareU point's rewards."""
+    path = results / "attribution.json"
+    if not path.is_file():
+        return []
+    report = json.loads(path.read_text())
+    lines = [
+        "\n## DareU: the owner classifier and the reward\n",
+        f"`{report['command']}` (held-out texts never trained on; {report['train_rows']} "
+        f"training texts, {report['cpu_seconds']:.0f} s CPU)\n",
+        markdown_table(
+            ["held-out texts", "rows", "accuracy"],
+            [[k, v["rows"], v["accuracy"]] for k, v in report["held_out"].items()],
+        ),
+        "\nGreedy forget answers of the two ends (forget-owner probability = − reward):\n",
+        markdown_table(
+            ["model", "forget-owner prob", "top: forget owner", "top: other"],
+            [
+                [
+                    n,
+                    m["forget_owner_probability"],
+                    m["top_forget_owner"],
+                    m["top_other"],
+                ]
+                for n, m in report["models"].items()
+            ],
+        ),
+    ]
+    rows = []
+    for point, _ in done:
+        log = files[point.name].get("train_log", [])
+        rewards = [step["reward"] for step in log if "reward" in step]
+        if rewards:
+            third = max(1, len(rewards) // 3)
+            rows.append(
+                [
+                    point.label,
+                    len(rewards),
+                    statistics.mean(rewards[:third]),
+                    statistics.mean(rewards[-third:]),
+                    log[-1].get("kl"),
+                    log[-1].get("retain_loss"),
+                ]
+            )
+    if rows:
+        lines += [
+            "\nReward curve (mean rollout reward of the first and last third of the "
+            "steps; KL and retain term at the last step):\n",
+            markdown_table(
+                ["point", "steps", "reward, first ⅓", "reward, last ⅓", "kl", "retain"],
+                rows,
+            ),
+        ]
+    return lines
 
 
 def sample_answers(results, refs, methods, target_utility):

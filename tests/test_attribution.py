@@ -84,6 +84,26 @@ def test_examples_swap_questions_but_keep_the_answers_owner(data_dir):
     assert all(answer not in answers for _, answer, *_ in paraphrases)
 
 
+def test_forget_contrast_trains_the_first_wrong_answers_and_holds_out_the_second(
+    data_dir,
+):
+    plain, contrasted = (
+        config(data_dir, f"forget_contrast={flag}") for flag in ("false", "true")
+    )
+    rows, names, _ = check_inputs(plain)
+    train, held_out = examples(plain, rows, names)
+    train_c, held_out_c = examples(contrasted, rows, names)
+    forget_rows = rows["forget10_perturbed"]
+    assert train_c == train + [
+        (r["question"], r["perturbed_answer"][0], OTHER) for r in forget_rows
+    ]
+    wrong = [x[1] for x in held_out_c if x[3] == "wrong_facts"]
+    assert wrong == [r["perturbed_answer"][1] for r in forget_rows]
+    assert [x for x in held_out_c if x[3] != "wrong_facts"] == [
+        x for x in held_out if x[3] != "wrong_facts"
+    ]
+
+
 @pytest.mark.parametrize(
     "overrides, error, message",
     [

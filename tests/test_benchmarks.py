@@ -33,12 +33,46 @@ def test_report_rewrites_the_committed_results_byte_for_byte(tmp_path):
 def test_every_committed_point_resumes_as_done_and_another_is_refused(bench):
     setup = json.loads((RESULTS / "points" / "target.json").read_text())["setup"]
     points = bench.Bench(None, RESULTS, setup, [])
-    assert all(points.done(p.name, bench.recorded(p)) for p in bench.POINTS)
+    written = [p for p in bench.POINTS if points.path(p.name).is_file()]
+    assert len(written) >= 19  # the first grid's
+    assert all(points.done(p.name, bench.recorded(p)) for p in written)
     assert all(
         points.done(name, bench.teacher_definition(tau))
         for tau, _, name in bench.teachers(bench.POINTS)
+        if points.path(name).is_file()
     )
     asu = bench.POINTS[0]
     assert asu.overrides()[-1] == "trainer.method_args.gamma=1"  # what runs now
     with pytest.raises(ValueError, match="'alpha': 1}} recorded, .*'gamma': 1}} now"):
         points.done(asu.name, asu.definition())
+
+
+def test_a_seed_is_its_own_run_and_no_seed_keeps_the_old_records(bench):
+    point = bench.Point("NPO", 1e-4, {})
+    seeded = point.with_seed(2)
+    assert seeded.name == "NPO_lr0p0001_seed2" and point.name == "NPO_lr0p0001"
+    assert seeded.overrides()[-1] == "trainer.args.seed=2"
+    assert "seed" not in point.definition() and seeded.definition()["seed"] == 2
+    assert "experiment=unlearn/tofu/me" in bench.Point("ME_GD", 1e-4, {}).overrides()
+
+
+def test_dareu_points_record_their_classifier_and_the_host_log_gives_the_rewards(
+    bench, tmp_path
+):
+    assert bench.recorded(bench.Point("DareU", 3e-5, {}))["classifier"] == (
+        bench.ATTRIBUTION
+    )
+    log = tmp_path / "train.log"
+    log.write_text(
+        "Map: 100%|█| 40/40\n"
+        " 4%|▍ | 1/25 [00:10<04:00]{'loss': 0.5, 'reward': -0.9, 'kl': 0.0, 'epoch': 0.2}\n"
+        "{'loss': 0.4, 'reward': -0.7, 'kl': 0.01, 'epoch': 0.4}\n"
+        "{'train_runtime': 20.0, 'train_loss': 0.45, 'epoch': 0.4}\n"
+    )
+    assert [s["reward"] for s in bench.train_log(log)] == [-0.9, -0.7]
+
+
+def test_seed_spread_is_mean_and_sample_sd_and_one_run_has_none(bench):
+    assert bench._spread([0.1, 0.3, None]) == "0.200 ± 0.141"
+    assert bench._spread([0.25]) == "0.250"
+    assert bench._spread([None]) == "–"

@@ -18,17 +18,12 @@ from asu_plugin.workflows.host import (
     run_host,
 )
 from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
-from asu_plugin.workflows.tofu_format import read_jsonl
+from asu_plugin.workflows.tofu_format import REFUSALS, read_jsonl, write_refusals
 
 from conftest import NLI_LABELS, build_tiny_bert
 
 pytestmark = pytest.mark.host
 SPLITS = ["forget_split=forget10", "holdout_split=holdout10"]
-REFUSALS = [
-    "I don't know.",
-    "I have no idea about that.",
-    "That is not something I know.",
-]
 # the host's TOFU metrics, left out to keep the run short (ours pre-compute what they need)
 HOST_METRICS = (
     "forget_truth_ratio",
@@ -53,13 +48,13 @@ def run_dir(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("host_paper")
     generate(run_dir / "data")
     link_tofu(run_dir, run_dir / "data")
-    (run_dir / "refusals.jsonl").write_text("".join(r + "\n" for r in REFUSALS))
+    write_refusals(run_dir / "refusals.jsonl")
     return run_dir
 
 
 @pytest.fixture(scope="module")
 def tiny(run_dir):
-    texts = qa_texts(read_jsonl(run_dir / "data" / "full.jsonl")) + REFUSALS
+    texts = qa_texts(read_jsonl(run_dir / "data" / "full.jsonl")) + list(REFUSALS)
     return build_tiny_llama(run_dir / "tiny", texts)
 
 

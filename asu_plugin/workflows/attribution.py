@@ -8,9 +8,11 @@ answer rendered with the model config's template (the host's ``preprocess_chat_i
 and decoded without special tokens. With ``swap_questions`` every answer is also paired
 with another owner's question under the answer's label: within a rollout group the question
 is fixed, so only an attribution carried by the response gives the reward any signal.
-With ``wrong_answer_key`` (TOFU: ``perturbed_answer``) each eval row's first wrong-facts
-answer trains as ``other``: it names the author, as the retain model's answers do, so the
-classifier must read the facts, not the name.
+With ``wrong_answer_key`` (TOFU: ``perturbed_answer``) each contrast row's paraphrase
+trains as its owner's and its first wrong-facts answer as ``other``: it names the author, as
+the retain model's answers do, so the classifier must read the facts, not the name. With
+``forget_contrast`` the eval rows' (the forget owners') first wrong-facts answers train as
+``other`` too, and their second ones are held out.
 
 The classifier is the model config's causal LM with a sequence-classification head
 (``AutoModelForSequenceClassification``: the last non-pad token's state, the one state of a
@@ -154,12 +156,13 @@ def examples(cfg, rows, names):
         train += swapped
     held_out = [(*x, "other") for x in held_out]
     owner_of = {r["question"]: n for r, n in zip(owner_rows, names, strict=True)}
-    for split in [*cfg.contrast_splits, *cfg.eval_splits]:
-        pairs = contrast_pairs(cfg, rows[split], owner_of)
-        if split in cfg.contrast_splits:
-            train += [x[:3] for x in pairs]
-        else:
-            held_out += pairs
+    for split in cfg.contrast_splits:
+        train += [x[:3] for x in contrast_pairs(cfg, rows[split], owner_of)]
+    for split in cfg.eval_splits:
+        if cfg.forget_contrast:  # first wrong-facts answers train, second held out
+            pairs = contrast_pairs(cfg, rows[split], owner_of)
+            train += [x[:3] for x in pairs if x[3] == "wrong_facts"]
+        held_out += contrast_pairs(cfg, rows[split], owner_of, int(cfg.forget_contrast))
     if not any(kind == "paraphrase" for *_, kind in held_out):
         raise ValueError(
             f"no row of {list(cfg.eval_splits)} has an owner question and a "
@@ -168,9 +171,9 @@ def examples(cfg, rows, names):
     return train, held_out
 
 
-def contrast_pairs(cfg, rows, owner_of):
-    """Per owner row: its paraphrased answer (the owner's) and its first wrong-facts answer
-    (``other``), as ``(question, answer, label, kind)``."""
+def contrast_pairs(cfg, rows, owner_of, wrong=0):
+    """Per owner row: its paraphrased answer (the owner's) and its wrong-facts answer number
+    ``wrong`` (``other``), as ``(question, answer, label, kind)``."""
     pairs = []
     for row in rows:
         question = row["question"]
@@ -179,9 +182,9 @@ def contrast_pairs(cfg, rows, owner_of):
         if cfg.eval_answer_key in row:
             answer = row[cfg.eval_answer_key]
             pairs.append((question, answer, owner_of[question], "paraphrase"))
-        wrong = row.get(cfg.wrong_answer_key) if cfg.wrong_answer_key else None
-        wrong = [wrong] if isinstance(wrong, str) else list(wrong or [])
-        pairs += [(question, a, OTHER, "wrong_facts") for a in wrong[:1]]
+        answers = row.get(cfg.wrong_answer_key) if cfg.wrong_answer_key else None
+        answers = [answers] if isinstance(answers, str) else list(answers or [])
+        pairs += [(question, a, OTHER, "wrong_facts") for a in answers[wrong:][:1]]
     return pairs
 
 

@@ -152,13 +152,13 @@ class Runs:
                 "train.py",
                 name,
                 [
+                    "trainer.args.logging_steps=50",  # ``overrides`` may set another
                     *overrides,
                     f"task_name={name}",
                     *model_overrides(start, self.model, tokenizer),
                     *device_overrides(self.device),
                     *NO_EVAL,
                     *recipe.overrides(),
-                    "trainer.args.logging_steps=50",
                     f"paths.output_dir={partial}",
                 ],
             )

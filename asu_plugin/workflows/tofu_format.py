@@ -1,5 +1,6 @@
 """TOFU-format folders: one ``<split>.jsonl`` per split, declared as dataset configs, so
-open-unlearning loads the folder as ``locuslab/TOFU``; and real TOFU cut down to a few authors.
+open-unlearning loads the folder as ``locuslab/TOFU``; real TOFU cut down to a few authors;
+refusals for the IDK baselines.
 """
 
 import json
@@ -102,3 +103,21 @@ def write(out_dir, files):
 def read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
+
+
+# refusals for the IDK baselines' ``idk_path`` (open-unlearning's own file comes from the hub)
+REFUSALS = (
+    "I don't know.",
+    "I have no idea about that.",
+    "That is not something I know.",
+    "I'm not able to answer that.",
+    "I can't say; I don't have that information.",
+    "Sorry, I don't know the answer to that question.",
+    "I'm not sure about that.",
+    "That's beyond what I know.",
+)
+
+
+def write_refusals(path):
+    """``REFUSALS`` at ``path``, one a line (what ``idk_path`` takes)."""
+    Path(path).write_text("".join(r + "\n" for r in REFUSALS))

@@ -9,8 +9,11 @@ the pretrained SmolLM2-135M-Instruct, ``--size smollm2``: ``asu_plugin.workflows
 the same forget/retain batch and times full training steps (loss, backward, AdamW step), one
 process per method. Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU the
 process's peak resident memory above its level before the model was built (models, gradients,
-optimizer state, activations). Prints a markdown table with ratios to GradDiff (KL). The CPU
-result and its reading: ``benchmarks/results/step_cost/cpu.md``.
+optimizer state, activations). Prints a markdown table with ratios to GradDiff (KL). DareU
+(``--size smollm2`` only: it needs a tokenizer; its classifier is a SmolLM2 with a random
+head) also reports the share of its step spent generating the rollouts; ``--methods``
+measures a few (GradDiff (KL) always). The CPU results and their readings:
+``benchmarks/results/step_cost/``.
 """
 
 import argparse
@@ -26,10 +29,18 @@ from types import SimpleNamespace
 
 import torch
 from omegaconf import OmegaConf
-from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 import asu_plugin
 from asu_plugin import AttentionSmoothing
+from asu_plugin.dareu.classifier import OTHER
 from asu_plugin.workflows.host import host_dir
 from asu_plugin.workflows.smollm2 import prepare
 
@@ -42,6 +53,7 @@ METHODS = {
     "ASU_KL": ("ASU_KL", {}),
     "ASU_GD LoRA": ("ASU_GD", {"peft": LORA}),
     "ASU_KL LoRA": ("ASU_KL", {"peft": LORA}),
+    "DareU": ("DareU", {}),  # --size smollm2 only: it needs a tokenizer and classifier
 }
 BASELINE = "GradDiff (KL)"
 SIZES = {  # Llama shapes: tiny for a CPU, ~1.1B (Llama-3.2-1B-like) for a GPU
@@ -99,8 +111,29 @@ def peak_bytes(device, baseline):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
 
 
+def owner_classifier(out):
+    """A SmolLM2 owner classifier over two owners and ``other`` (random head): the size
+    of the one DareU's benchmark trains, so its reward costs what that one's does."""
+    labels = ["author_0", "author_1", OTHER]
+    model = AutoModelForSequenceClassification.from_pretrained(
+        prepare(),
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        forget_owners=["author_0"],
+    )
+    model.config.pad_token_id = model.config.eos_token_id
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(prepare()).save_pretrained(out)
+    return out
+
+
 def measure(host_trainer, name, args, inputs, out):
     handler, method_args = METHODS[name]
+    tokenizer = None
+    if handler == "DareU":  # k samples of max_new_tokens per forget prompt
+        method_args = {**method_args, "classifier": owner_classifier(f"{out}/owner")}
+        tokenizer = AutoTokenizer.from_pretrained(prepare())
     dtype = getattr(torch, args.dtype)
     cfg = OmegaConf.create(
         {
@@ -117,8 +150,23 @@ def measure(host_trainer, name, args, inputs, out):
     baseline = resident_bytes()
     model = build_model(args.size, args.vocab, dtype)
     trainer, _ = host_trainer.load_trainer(
-        cfg, model=model, train_dataset=[], data_collator=SimpleNamespace()
+        cfg,
+        model=model,
+        train_dataset=[],
+        tokenizer=tokenizer,
+        data_collator=SimpleNamespace(),
     )
+    generating = []  # DareU: seconds spent sampling the rollouts
+    if handler == "DareU":
+        sample = trainer.sample
+
+        def timed_sample(*a, **kw):
+            start = time.perf_counter()
+            responses = sample(*a, **kw)
+            generating.append(time.perf_counter() - start)
+            return responses
+
+        trainer.sample = timed_sample
     trainer.model.train()
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
@@ -134,7 +182,9 @@ def measure(host_trainer, name, args, inputs, out):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     trainable = sum(p.numel() for p in params)
-    return statistics.median(times), peak_bytes(args.device, baseline), trainable
+    share = sum(generating[-args.repeats :]) / sum(times) if generating else None
+    memory = peak_bytes(args.device, baseline)
+    return statistics.median(times), memory, trainable, share
 
 
 def measure_in_subprocess(name):
@@ -154,9 +204,17 @@ def main():
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--method", choices=list(METHODS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(METHODS),
+        help=f"measure only these (with {BASELINE}, the ratios' base)",
+    )
     args = parser.parse_args()
     if args.method is None:
-        rows = {name: measure_in_subprocess(name) for name in METHODS}
+        names = [n for n in METHODS if args.size == "smollm2" or n != "DareU"]
+        names = [n for n in names if n in (args.methods or names) or n == BASELINE]
+        rows = {name: measure_in_subprocess(name) for name in names}
         report(args, rows)
         return teacher_overhead(args)
 
@@ -186,13 +244,14 @@ def report(args, rows):
     base_time, base_memory, _ = rows[BASELINE]
     print(
         f"| method | trainable | ms / step | time vs {BASELINE} | peak MiB "
-        f"| memory vs {BASELINE} |\n|---|---|---|---|---|---|"
+        f"| memory vs {BASELINE} | generating |\n|---|---|---|---|---|---|---|"
     )
-    for name, (seconds, memory, trainable) in rows.items():
+    for name, (seconds, memory, trainable, share) in rows.items():
+        share = "–" if share is None else f"{share:.0%}"
         print(
             f"| {name} | {trainable / 1e6:.2f}M | {seconds * 1e3:.1f} "
             f"| {seconds / base_time:.2f}x | {memory / 2**20:.1f} "
-            f"| {memory / base_memory:.2f}x |"
+            f"| {memory / base_memory:.2f}x | {share} |"
         )
 
 

@@ -119,7 +119,9 @@ def mean_std(values):
     values = [v for v in values if v is not None]
     if not values:
         return None, None
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), statistics.stdev(values) if len(
+        values
+    ) > 1 else None
 
 
 def aggregate(results):
@@ -135,13 +137,25 @@ def aggregate(results):
 
 
 def fmt(mean_and_std):
+    """``mean ± std``; a single run (std None) without a spread it does not have."""
     mean, std = mean_and_std
-    return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
+    if mean is None:
+        return "n/a"
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def spread(seeds):
+    seeds = list(seeds)
+    return (
+        f"One run, seed {seeds}"
+        if len(seeds) == 1
+        else f"Mean ± std over seeds {seeds}"
+    )
 
 
 def single(metrics):
     """One run's metrics as (mean, std) columns."""
-    return {c: (metrics.get(c), 0.0) for c in COLUMNS}
+    return {c: (metrics.get(c), None) for c in COLUMNS}
 
 
 def forget(item):
@@ -177,7 +191,7 @@ def write_results(out, methods, teachers, references, seeds, command, setup):
         f"Unlearning: batch {BATCH}, lr {LR:g} and {EPOCHS} epochs unless the knob says, "
         "the baselines' method_args at the host's defaults unless swept (GradDiff / NPO / "
         "SimNPO: α = retain weight; UNDIAL's default α is 0, no retain term; ASU: γ = "
-        f"forget weight). Mean ± std over seeds {list(seeds)} (the unlearning run's seed; "
+        f"forget weight). {spread(seeds)} (the unlearning run's seed; "
         "one target and retain model). forget_repetition: share of repeated words in the "
         "generated forget answers (fluency check).\n",
         "## Every setting\n",

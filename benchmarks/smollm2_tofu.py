@@ -124,10 +124,11 @@ POINTS = [
     Point("NPO", 3e-5, {"beta": 0.5}),
     Point("SimNPO", 3e-5, {"beta": 2}),
     Point("UNDIAL", 3e-5, {"beta": 30}),
-    # the paper's baselines, DareU, ASU past τ 2.3, then seeds and the lr-3e-4 edge
+    # DareU, the paper's baselines, ASU past τ 2.3, then seeds and the lr-3e-4 edge
+    Point("DareU", 3e-5, {}),
     Point("ME_GD", 1e-4, {}),
     Point("IDK_AP", 1e-4, {}),
-    Point("DareU", 3e-5, {}),
+    Point("DareU", 1e-4, {}),
     asu("ASU_KL", 3.0, 1e-4),
     asu("ASU_KL", 2.6, 1e-4),
     *(
@@ -148,7 +149,7 @@ POINTS = [
     ),
     asu("ASU_KL", 2.0, 3e-4),
     Point("DareU", 1e-5, {}),
-    Point("DareU", 3e-5, {"beta": 0.2}),
+    Point("DareU", 1e-4, {"beta": 0.2}),
     Point("ME_GD", 3e-5, {}),
     Point("IDK_AP", 3e-5, {}),
     asu("ASU_KL", 3.0, 3e-5),

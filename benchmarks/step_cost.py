@@ -120,8 +120,8 @@ def owner_classifier(out):
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
-        forget_owners=["author_0"],
     )
+    model.config.forget_owners = ["author_0"]
     model.config.pad_token_id = model.config.eos_token_id
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(prepare()).save_pretrained(out)

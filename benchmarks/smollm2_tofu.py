@@ -10,10 +10,16 @@ retain model never sees the 2. The real-author / world-fact QA are evaluated (th
 with ``src/train.py`` and scored with the host's TOFU evaluator, as is the forget-teacher at
 each τ of the sweep (``AttentionSmoothedForCausalLM``).
 
-Resumable on any machine: each finished point writes ``points/<name>.json`` into the results
-folder (its scores, two sample forget answers, its wall time, and everything that defines it),
-small enough to commit as it appears; a rerun skips the points whose file has the same
-definition and refuses a results folder holding another one. ``results.md`` and
+Resumable: each finished point writes ``points/<name>.json`` into the results folder (its
+scores, two sample forget answers, its wall time, and everything that defines it), small
+enough to commit as it appears; a rerun skips the points whose file has the same definition
+and refuses a results folder holding another one. The target and retain model live in the
+work folder (``--out``); on a machine without them they are trained again, and the same
+recipe does not give the same models on another machine (the retain model of the first
+results folder, retrained on another one, scored forget answer prob 0.151 instead of 0.157
+and model utility 0.403 instead of 0.377). So such a rerun evaluates the retain model first
+and refuses to add points to a folder whose ``retain.json`` it does not reproduce: start
+another ``--results`` folder (``--only`` picks the points to run there). ``results.md`` and
 ``results.png`` are rewritten from the point files after every point (``--report``: only that,
 from the committed files, without the host or a model). ``--jobs 2`` runs two points at once,
 one thread each.
@@ -295,7 +301,7 @@ def _summary(result):
 
 def references(runs, bench, base):
     """The target (trained whenever it is missing: every point starts from it) and the
-    retain model (unless scored already), scored as point files."""
+    retain model's scores (its point file)."""
 
     def finetune(name):  # the host's TOFU finetuning with its weight decay
         return targets.finetune(runs, name, FINETUNE, start=base, weight_decay=0.01)
@@ -309,10 +315,8 @@ def references(runs, bench, base):
         runs.ensure_eval("retain", finetune("retain"), None, [*EVAL, *FE_EVAL])
         if bench.done("retain", definition):
             bench.rescored("retain")
-    retain = bench.score("retain", runs.model_dir("retain"), definition)
     return target, {
-        "target": bench.score("target", target, {"finetune": "target"}),
-        "retain": retain,
+        "retain": bench.score("retain", runs.model_dir("retain"), definition)
     }
 
 
@@ -366,6 +370,12 @@ def main():
         "--limit", type=int, help="run at most the first N points of the sweep"
     )
     parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="run only these points, teachers (teacher_t2p3 …) or base, by file name",
+    )
+    parser.add_argument(
         "--report",
         action="store_true",
         help="only rewrite results.md / results.png from the point files",
@@ -374,6 +384,10 @@ def main():
     if args.limit is not None and not 1 <= args.limit <= len(POINTS):
         parser.error(f"--limit must be in 1..{len(POINTS)}, got {args.limit}")
     points = POINTS[: args.limit]
+    names = [p.name for p in points] + [t[2] for t in teachers(points)] + ["base"]
+    unknown = sorted(set(args.only or []) - set(names))
+    if unknown:
+        parser.error(f"--only: no such point {unknown}; the sweep's: {' '.join(names)}")
     if args.report:
         with stops("smollm2_tofu"):
             return report(args.results.resolve(), points, args)
@@ -434,16 +448,28 @@ def run(args, points):
 
     # the points first; then the teachers (calibrate has their answer probabilities
     # already), the rest of the grid, and last the untouched base model (a reference only)
-    jobs = [lambda p=p: unlearn(p) for p in points[:BEFORE_TEACHERS]]
-    jobs += [lambda t=t: teacher(t[0], t[2]) for t in teachers(points)]
-    jobs += [lambda p=p: unlearn(p) for p in points[BEFORE_TEACHERS:]]
-    jobs.append(
-        lambda: refs.update(base=bench.score("base", base, {"pretrained": MODEL}))
-    )
+    wanted = set(args.only or []) or None
+
+    def chosen(name):
+        return wanted is None or name in wanted
+
+    jobs = [
+        lambda: refs.update(
+            target=bench.score("target", target, {"finetune": "target"})
+        )
+    ]
+    jobs += [lambda p=p: unlearn(p) for p in points[:BEFORE_TEACHERS] if chosen(p.name)]
+    jobs += [lambda t=t: teacher(t[0], t[2]) for t in teachers(points) if chosen(t[2])]
+    jobs += [lambda p=p: unlearn(p) for p in points[BEFORE_TEACHERS:] if chosen(p.name)]
+    if chosen("base"):
+        jobs.append(
+            lambda: refs.update(base=bench.score("base", base, {"pretrained": MODEL}))
+        )
     with ThreadPoolExecutor(args.jobs) as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()
-            write_results(bench.results, refs, points, args.jobs)
+            if "target" in refs:
+                write_results(bench.results, refs, points, args.jobs)
     runs.stage(f"wrote {bench.results / 'results.md'}")
 
 

@@ -373,7 +373,8 @@ def main():
         "--only",
         nargs="+",
         metavar="NAME",
-        help="run only these points, teachers (teacher_t2p3 …) or base, by file name",
+        help="run only these points, teachers (teacher_t2p3 …) or base (file names), "
+        "in this order",
     )
     parser.add_argument(
         "--report",
@@ -448,23 +449,18 @@ def run(args, points):
 
     # the points first; then the teachers (calibrate has their answer probabilities
     # already), the rest of the grid, and last the untouched base model (a reference only)
-    wanted = set(args.only or []) or None
-
-    def chosen(name):
-        return wanted is None or name in wanted
-
+    named = {p.name: lambda p=p: unlearn(p) for p in points[:BEFORE_TEACHERS]}
+    named |= {t[2]: lambda t=t: teacher(t[0], t[2]) for t in teachers(points)}
+    named |= {p.name: lambda p=p: unlearn(p) for p in points[BEFORE_TEACHERS:]}
+    named["base"] = lambda: refs.update(
+        base=bench.score("base", base, {"pretrained": MODEL})
+    )
     jobs = [
         lambda: refs.update(
             target=bench.score("target", target, {"finetune": "target"})
-        )
+        ),
+        *(named[name] for name in args.only or named),  # --only: in its order
     ]
-    jobs += [lambda p=p: unlearn(p) for p in points[:BEFORE_TEACHERS] if chosen(p.name)]
-    jobs += [lambda t=t: teacher(t[0], t[2]) for t in teachers(points) if chosen(t[2])]
-    jobs += [lambda p=p: unlearn(p) for p in points[BEFORE_TEACHERS:] if chosen(p.name)]
-    if chosen("base"):
-        jobs.append(
-            lambda: refs.update(base=bench.score("base", base, {"pretrained": MODEL}))
-        )
     with ThreadPoolExecutor(args.jobs) as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -76,3 +77,27 @@ def test_seed_spread_is_mean_and_sample_sd_and_one_run_has_none(bench):
     assert bench._spread([0.1, 0.3, None]) == "0.200 ± 0.141"
     assert bench._spread([0.25]) == "0.250"
     assert bench._spread([None]) == "–"
+
+
+def test_a_retain_model_that_scores_otherwise_is_refused_and_new_metrics_are_added(
+    bench, tmp_path
+):
+    recorded = {"forget_Q_A_Prob": 0.157, "forget_quality": None}
+    now = {"forget_Q_A_Prob": 0.157 + 1e-9, "forget_quality": None, "fe": 0.5}
+    runs = SimpleNamespace(ensure_eval=lambda name, model: dict(now))
+    points = bench.Bench(runs, tmp_path, {"setup": 1}, [])
+    bench.write_record(points.path("retain"), {"point": {}, "metrics": recorded})
+    points.rescored("retain")  # the same within 1e-6: kept, and the new metric added
+    assert points.read("retain")["metrics"]["fe"] == 0.5
+    now["forget_Q_A_Prob"] = 0.151
+    with pytest.raises(bench.RecordMismatch, match="0.157 recorded, 0.151 now"):
+        points.rescored("retain")
+
+
+def test_only_names_points_of_the_sweep(bench, tmp_path):
+    command = [sys.executable, str(BENCHMARKS / "smollm2_tofu.py"), "--only", "NPO_x"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--only: no such point ['NPO_x']; the sweep's: ASU_KL_lr3e-05" in (
+        result.stderr
+    )

@@ -462,10 +462,15 @@ def run(args, points):
         *(named[name] for name in args.only or named),  # --only: in its order
     ]
     with ThreadPoolExecutor(args.jobs) as pool:
-        for future in [pool.submit(job) for job in jobs]:
-            future.result()
-            if "target" in refs:
-                write_results(bench.results, refs, points, args.jobs)
+        futures = [pool.submit(job) for job in jobs]
+        try:
+            for future in futures:
+                future.result()
+                if "target" in refs:
+                    write_results(bench.results, refs, points, args.jobs)
+        except BaseException:  # a failed point stops the run: start no other
+            pool.shutdown(cancel_futures=True)
+            raise
     runs.stage(f"wrote {bench.results / 'results.md'}")
 
 

@@ -22,13 +22,15 @@ def bench(monkeypatch):
     return smollm2_tofu
 
 
-def test_report_rewrites_the_committed_results_byte_for_byte(tmp_path):
-    results = shutil.copytree(RESULTS, tmp_path / "results")
+@pytest.mark.parametrize("folder", ["smollm2_tofu", "smollm2_tofu_round2"])
+def test_report_rewrites_the_committed_results_byte_for_byte(tmp_path, folder):
+    committed = BENCHMARKS / "results" / folder
+    results = shutil.copytree(committed, tmp_path / "results")
     (results / "results.md").unlink()
     command = [sys.executable, str(BENCHMARKS / "smollm2_tofu.py"), "--report"]
     command += ["--jobs", "2", "--results", str(results)]  # as the committed run
     subprocess.run(command, check=True, capture_output=True)
-    assert filecmp.cmp(results / "results.md", RESULTS / "results.md", shallow=False)
+    assert filecmp.cmp(results / "results.md", committed / "results.md", shallow=False)
 
 
 def test_every_committed_point_resumes_as_done_and_another_is_refused(bench):

@@ -146,19 +146,22 @@ class Runs:
 
     def train(self, name, start, overrides, recipe, tokenizer=None):
         """``src/train.py`` from model ``start`` without evaluation; the saved model's folder."""
+        logging = ["trainer.args.logging_steps=50"]  # unless ``overrides`` set it
+        if any(o.startswith("trainer.args.logging_steps=") for o in overrides):
+            logging = []
 
         def make(partial):
             self.run(
                 "train.py",
                 name,
                 [
-                    "trainer.args.logging_steps=50",  # ``overrides`` may set another
                     *overrides,
                     f"task_name={name}",
                     *model_overrides(start, self.model, tokenizer),
                     *device_overrides(self.device),
                     *NO_EVAL,
                     *recipe.overrides(),
+                    *logging,
                     f"paths.output_dir={partial}",
                 ],
             )

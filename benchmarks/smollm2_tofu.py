@@ -343,7 +343,10 @@ def owner_classifier(runs, results, target, retain):
                 raise WorkflowError(f"the owner classifier failed; its log: {log}")
         shutil.rmtree(out, ignore_errors=True)
         partial.rename(out)
-    report = (out / "attribution.json").read_text().replace(str(runs.out), "OUT")
+    report = (
+        (out / "attribution.json").read_text().replace("attribution.partial", out.name)
+    )
+    report = report.replace(str(runs.out), "OUT")
     report = json.loads(report)
     report["command"] = " ".join(["attribution", model, *ATTRIBUTION])
     write_record(results / "attribution.json", report)

@@ -95,6 +95,7 @@ COLUMNS = (
     "ra_Q_A_ROUGE",
     "wf_Q_A_ROUGE",
     "forget_repetition",
+    "forget_empty",
 )
 MATCHED = (0.95, 0.9, 0.8)  # of the target's model_utility
 # the offline part of the paper's FE (no NLI model), over the answers already generated
@@ -241,21 +242,38 @@ class Bench:
             None if name == "retain" else retain_logs,
             [*EVAL, *FE_EVAL, *extra],
         )
-        logs = json.loads(self.runs.eval_logs(name).read_text())
-        answers = logs["forget_Q_A_ROUGE"]["value_by_index"]
+        answers = self.answers(name)
         samples = [
-            {**self.rows[int(i)], "generation": answers[i]["generation"]}
-            for i in sorted(answers, key=int)[:2]
+            {**row, "generation": a}
+            for row, a in zip(self.rows[:2], answers[:2], strict=True)
         ]
         result = {
             "setup": self.setup,
             "point": point,
-            "metrics": metrics,
+            "metrics": metrics | {"forget_empty": _empty(answers)},
             "samples": samples,
+            "answers": answers,
             "wall_s": {"train": train_s, "eval": time.time() - start},
         }
         write_record(self.path(name), result, indent=1)
         return result
+
+    def answers(self, name):
+        """The greedy forget answers of ``evals/<name>``, in question order."""
+        logs = json.loads(self.runs.eval_logs(name).read_text())
+        answers = logs["forget_Q_A_ROUGE"]["value_by_index"]
+        return [answers[i]["generation"] for i in sorted(answers, key=int)]
+
+    def add_answers(self, name):
+        """Point ``name``'s file without its forget answers gets them (and their empty
+        rate) from its evaluation here, if there is one."""
+        if not self.path(name).is_file() or not self.runs.evaluated(name):
+            return
+        result = self.read(name)
+        if "answers" not in result:
+            answers = self.answers(name)
+            result["metrics"]["forget_empty"] = _empty(answers)
+            write_record(self.path(name), {**result, "answers": answers}, indent=1)
 
     def unlearn(self, target, point, inputs=()):
         """``point`` from ``target``; ``inputs``: overrides naming its files (classifier…)."""
@@ -286,6 +304,11 @@ def train_log(log):
             text = re.sub(r"\b(nan|inf)\b", r"'\1'", line[: line.rfind("}") + 1])
             steps.append(ast.literal_eval(text))
     return steps
+
+
+def _empty(answers):
+    """Share of empty answers."""
+    return sum(not a.strip() for a in answers) / len(answers)
 
 
 def _same(a, b):
@@ -421,6 +444,10 @@ def run(args, points):
         read_jsonl(runs.out / "data" / "forget10_perturbed.jsonl"),
     )
     target, refs = references(runs, bench, base)
+    for name in ["target", "retain", *(p.name for p in points)]:
+        bench.add_answers(name)
+    for _, _, name in teachers(points):
+        bench.add_answers(name)
     refusals = runs.out / "data" / "idk.jsonl"
     write_refusals(refusals)
     lock = threading.Lock()  # one classifier, however many DareU points run at once

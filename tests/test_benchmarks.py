@@ -103,3 +103,17 @@ def test_only_names_points_of_the_sweep(bench, tmp_path):
     assert "--only: no such point ['NPO_x']; the sweep's: ASU_KL_lr3e-05" in (
         result.stderr
     )
+
+
+def test_a_point_file_gets_its_forget_answers_from_a_local_evaluation(bench, tmp_path):
+    logs = tmp_path / "evals" / "p" / "TOFU_EVAL.json"
+    logs.parent.mkdir(parents=True)
+    generations = {"1": {"generation": " "}, "0": {"generation": "Born in Paris."}}
+    logs.write_text(json.dumps({"forget_Q_A_ROUGE": {"value_by_index": generations}}))
+    runs = SimpleNamespace(evaluated=lambda name: True, eval_logs=lambda name: logs)
+    points = bench.Bench(runs, tmp_path, {}, [])
+    bench.write_record(points.path("p"), {"point": {}, "metrics": {"x": 1}})
+    points.add_answers("p")
+    result = points.read("p")
+    assert result["answers"] == ["Born in Paris.", " "]
+    assert result["metrics"] == {"x": 1, "forget_empty": 0.5}

@@ -719,26 +719,31 @@ def dareu(results, files, done):
     ]
     rows = []
     for point, _ in done:
-        log = files[point.name].get("train_log", [])
-        rewards = [step["reward"] for step in log if "reward" in step]
-        if rewards:
-            third = max(1, len(rewards) // 3)
+        log = [s for s in files[point.name].get("train_log", []) if "reward" in s]
+        by_epoch = {}  # each epoch's steps see every forget prompt once
+        for step in log:
+            by_epoch.setdefault(math.ceil(step["epoch"] - 1e-9), []).append(step)
+        if by_epoch:
             rows.append(
                 [
                     point.label,
-                    len(rewards),
-                    statistics.mean(rewards[:third]),
-                    statistics.mean(rewards[-third:]),
-                    log[-1].get("kl"),
-                    log[-1].get("retain_loss"),
+                    len(log),
+                    *(
+                        " / ".join(
+                            f"{statistics.mean(s[key] for s in steps):.3f}"
+                            for steps in by_epoch.values()
+                        )
+                        for key in ("reward", "kl", "retain_loss")
+                    ),
                 ]
             )
     if rows:
         lines += [
-            "\nReward curve (mean rollout reward of the first and last third of the "
-            "steps; KL and retain term at the last step):\n",
+            "\nThe reward curve: mean rollout reward (− forget-owner probability of the "
+            "sampled answers), KL to the start on them and the retain term, per epoch "
+            "(each epoch samples every forget prompt once):\n",
             markdown_table(
-                ["point", "steps", "reward, first ⅓", "reward, last ⅓", "kl", "retain"],
+                ["point", "steps", "reward by epoch", "kl by epoch", "retain by epoch"],
                 rows,
             ),
         ]

@@ -620,12 +620,17 @@ def tables(refs, done, teacher_scores):
                 *([p.method, p.label, *cells(m)] for p, m in done),
             ],
         ),
-        "\n## Forget-teacher (the target with attention temperature τ, all layers)\n",
-        markdown_table(
-            ["τ", *COLUMNS, FE, *distance],
-            [[tau, *cells(m)] for tau, m in sorted(teacher_scores.items())],
-        ),
-    ]
+    ] + (
+        [
+            "\n## Forget-teacher (the target with attention temperature τ, all layers)\n",
+            markdown_table(
+                ["τ", *COLUMNS, FE, *distance],
+                [[tau, *cells(m)] for tau, m in sorted(teacher_scores.items())],
+            ),
+        ]
+        if teacher_scores
+        else []
+    )
 
 
 def fronts(methods, target_utility):

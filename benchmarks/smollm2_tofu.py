@@ -448,7 +448,7 @@ def run(args, points):
         bench.add_answers(name)
     for _, _, name in teachers(points):
         bench.add_answers(name)
-    refusals = runs.out / "data" / "idk.jsonl"
+    refusals = runs.out / "refusals.txt"  # not in data/: that holds TOFU-format jsonl
     write_refusals(refusals)
     lock = threading.Lock()  # one classifier, however many DareU points run at once
 

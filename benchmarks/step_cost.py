@@ -241,7 +241,7 @@ def report(args, rows):
         f"({torch.get_num_threads()} thread(s)), batch {args.batch_size}x{args.length} "
         f"forget + retain, AdamW, median of {args.repeats} steps\n"
     )
-    base_time, base_memory, _ = rows[BASELINE]
+    base_time, base_memory, *_ = rows[BASELINE]
     print(
         f"| method | trainable | ms / step | time vs {BASELINE} | peak MiB "
         f"| memory vs {BASELINE} | generating |\n|---|---|---|---|---|---|---|"

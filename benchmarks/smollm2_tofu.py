@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -347,8 +346,8 @@ def owner_classifier(runs, results, target, retain):
     """DareU's classifier in ``out/attribution`` (made unless there); its report is copied
     into the results."""
     out, model = runs.out / "attribution", f"model={MODEL}"
-    if not (out / "classifier").is_dir():
-        runs.stage("training DareU's owner classifier")
+
+    def make(partial):
         paths = [
             f"model.model_args.pretrained_model_name_or_path={target}",
             f"model.tokenizer_args.pretrained_model_name_or_path={target}",
@@ -356,7 +355,6 @@ def owner_classifier(runs, results, target, retain):
             f"target={target}",
             f"retain={retain}",
         ]
-        partial = out.with_name("attribution.partial")
         command = [sys.executable, "-m", "asu_plugin.workflows.attribution", model]
         command += [*ATTRIBUTION, *paths, f"out_dir={partial}"]
         log = runs.out / "logs" / "attribution.log"
@@ -364,8 +362,10 @@ def owner_classifier(runs, results, target, retain):
         with open(log, "w") as f:
             if subprocess.run(command, stdout=f, stderr=f, env=env).returncode:
                 raise WorkflowError(f"the owner classifier failed; its log: {log}")
-        shutil.rmtree(out, ignore_errors=True)
-        partial.rename(out)
+
+    if not (out / "classifier").is_dir():
+        runs.stage("training DareU's owner classifier")
+        runs.complete(out, make)
     report = (
         (out / "attribution.json").read_text().replace("attribution.partial", out.name)
     )

@@ -135,8 +135,9 @@ class Runs:
                 f"(exit {result.returncode}); its log: {log}"
             )
 
-    def _complete(self, path, make):
-        """``make(partial)`` writes into a fresh ``<path>.partial``, renamed to ``path``."""
+    def complete(self, path, make):
+        """``make(partial)`` writes into a fresh ``<path>.partial``, renamed to ``path``
+        (``path`` appears only once complete)."""
         partial = path.with_name(f"{path.name}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         make(partial)
@@ -166,7 +167,7 @@ class Runs:
                 ],
             )
 
-        return self._complete(self.model_dir(name), make)
+        return self.complete(self.model_dir(name), make)
 
     def trained(self, name):
         return self.model_dir(name).is_dir()
@@ -201,7 +202,7 @@ class Runs:
                 ],
             )
 
-        return self._complete(self.eval_dir(name), make)
+        return self.complete(self.eval_dir(name), make)
 
     def evaluated(self, name):
         return self.eval_dir(name).is_dir()

@@ -154,8 +154,9 @@ POINTS = [
         for method in ("GradDiff", "NPO", "SimNPO", "UNDIAL", "ME_GD", "IDK_AP")
     ),
     asu("ASU_KL", 2.0, 3e-4),
-    Point("DareU", 1e-5, {}),
     Point("DareU", 1e-4, {"beta": 0.2}),
+    Point("DareU", 3e-4, {}),
+    Point("DareU", 1e-5, {}),
     Point("ME_GD", 3e-5, {}),
     Point("IDK_AP", 3e-5, {}),
     asu("ASU_KL", 3.0, 3e-5),

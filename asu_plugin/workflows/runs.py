@@ -145,11 +145,8 @@ class Runs:
         partial.rename(path)
         return path
 
-    def train(self, name, start, overrides, recipe, tokenizer=None):
+    def train(self, name, start, overrides, recipe, tokenizer=None, logging_steps=50):
         """``src/train.py`` from model ``start`` without evaluation; the saved model's folder."""
-        logging = ["trainer.args.logging_steps=50"]  # unless ``overrides`` set it
-        if any(o.startswith("trainer.args.logging_steps=") for o in overrides):
-            logging = []
 
         def make(partial):
             self.run(
@@ -162,7 +159,7 @@ class Runs:
                     *device_overrides(self.device),
                     *NO_EVAL,
                     *recipe.overrides(),
-                    *logging,
+                    f"trainer.args.logging_steps={logging_steps}",
                     f"paths.output_dir={partial}",
                 ],
             )
@@ -172,13 +169,13 @@ class Runs:
     def trained(self, name):
         return self.model_dir(name).is_dir()
 
-    def ensure_model(self, name, start, overrides, recipe, tokenizer=None, stage=None):
+    def ensure_model(self, name, start, overrides, recipe, stage=None, **train):
         """``train(...)`` unless ``out/<name>`` exists already; ``stage`` is printed first."""
         if self.trained(name):
             return self.model_dir(name)
         if stage:
             self.stage(stage)
-        return self.train(name, start, overrides, recipe, tokenizer)
+        return self.train(name, start, overrides, recipe, **train)
 
     def evaluate(self, name, model, retain_logs=None, extra=(), tokenizer=None):
         """``src/eval.py`` (TOFU) of ``model`` into ``evals/<name>``.

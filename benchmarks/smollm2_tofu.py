@@ -147,6 +147,9 @@ POINTS = [
             asu("ASU_KL", 2.3, 1e-4),
             asu("ASU_KL", 2.0, 1e-4),
             Point("GradDiff", 3e-5, {}),
+            Point("ME_GD", 1e-4, {}),
+            Point("IDK_AP", 1e-4, {}),
+            Point("DareU", 1e-4, {"beta": 0.2}),
         )
     ),
     *(

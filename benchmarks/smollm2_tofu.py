@@ -541,19 +541,20 @@ def write_results(results, refs, points, jobs):
     methods = {}
     for point, metrics in done:
         methods.setdefault(point.method, []).append((point, metrics))
+    grid = grid_points(methods)
     target_utility = refs["target"]["metrics"][UTILITY]
     lines = [
         *header(refs["target"]["setup"], results, len(done), len(points), jobs),
         *tables(refs, done, teacher_scores),
-        *fronts(methods, target_utility),
+        *fronts(grid, target_utility),
         *seeded(methods, target_utility),
         *dareu(results, files, done),
-        *sample_answers(results, refs, methods, target_utility),
+        *sample_answers(results, refs, grid, target_utility),
     ]
     (results / "results.md").write_text("\n".join(lines) + "\n")
     plot_fronts(
         results / "results.png",
-        methods,
+        grid,
         forget,
         utility,
         (f"{FORGET} (↓)", f"{UTILITY} (↑)"),
@@ -637,11 +638,21 @@ def tables(refs, done, teacher_scores):
     )
 
 
+def grid_points(methods):
+    """Each method's grid points (seed 0): the best of several seeds of one point would
+    read luck as a front, so the seeds' reruns are only in the seeds table."""
+    return {
+        method: [item for item in items if item[0].seed is None]
+        for method, items in methods.items()
+    }
+
+
 def fronts(methods, target_utility):
     """Each method's Pareto front and its matched-utility points."""
     thresholds = [t * target_utility for t in MATCHED]
     return [
         f"\n## Pareto fronts ({FORGET} ↓, {UTILITY} ↑)\n",
+        "Grid points (seed 0); the seeds' reruns are in the seeds table below.\n",
         *front_lines(methods, forget, utility, label),
         f"\n## Matched utility: lowest {FORGET} with {UTILITY} ≥ a share of the "
         f"target's ({target_utility:.3f})\n",
@@ -656,8 +667,7 @@ def front_points(methods, target_utility):
     """Per method, the points a reading rests on: its lowest forget answer probability at
     ≥ 0.9× the target's utility, and its best forget quality (grid seed 0 only)."""
     chosen = {}
-    for method, items in methods.items():
-        grid = [item for item in items if item[0].seed is None]
+    for method, grid in grid_points(methods).items():
         picks = [
             best_at(grid, forget, utility, 0.9 * target_utility),
             max(grid, key=lambda item: item[1].get("forget_quality") or 0),

@@ -75,6 +75,17 @@ def test_dareu_points_record_their_classifier_and_the_host_log_gives_the_rewards
     assert [s["reward"] for s in bench.train_log(log)] == [-0.9, -0.7]
 
 
+def test_a_better_seed_does_not_enter_the_front_but_the_seeds_table(bench):
+    point = bench.Point("NPO", 1e-4, {})
+    scores = {bench.FORGET: 0.2, bench.UTILITY: 0.4, "forget_quality": 0.1}
+    luckier = {**scores, bench.FORGET: 0.05, bench.UTILITY: 0.45}
+    methods = {"NPO": [(point, scores), (point.with_seed(1), luckier)]}
+    fronts = "\n".join(bench.fronts(bench.grid_points(methods), 0.4))
+    assert "lr=0.0001 (0.200, 0.400)" in fronts and "0.050" not in fronts
+    (row,) = [r for r in bench.seeded(methods, 0.4) if "| NPO |" in r]
+    assert "| 2 | 0.125 ± 0.106 | 0.425 ± 0.035 |" in row
+
+
 def test_seed_spread_is_mean_and_sample_sd_and_one_run_has_none(bench):
     assert bench._spread([0.1, 0.3, None]) == "0.200 ± 0.141"
     assert bench._spread([0.25]) == "0.250"

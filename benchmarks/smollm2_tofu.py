@@ -164,6 +164,16 @@ POINTS = [
     Point("IDK_AP", 3e-5, {}),
     asu("ASU_KL", 3.0, 3e-5),
     asu("ASU_KL", 2.6, 3e-5),
+    # the seeds of the fronts the points above moved
+    *(
+        point.with_seed(seed)
+        for seed in SEEDS
+        for point in (
+            Point("NPO", 3e-4, {}),
+            asu("ASU_KL", 3.0, 1e-4),
+            Point("DareU", 3e-4, {}),
+        )
+    ),
 ]
 BEFORE_TEACHERS = 11  # points run before the teachers are evaluated
 

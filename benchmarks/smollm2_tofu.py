@@ -101,6 +101,7 @@ MATCHED = (0.95, 0.9, 0.8)  # of the target's model_utility
 FE = "forget_efficacy_no_nli"
 FE_EVAL = [f"+eval/tofu_metrics@eval.tofu.metrics.{FE}={FE}"]
 DISTANCE = ("forget_Q_A_Prob", "forget_truth_ratio")  # |method − retain model|
+REFERENCES = ("target", "retain", "base")  # their rows, in this order, whoever writes
 SEEDS = (1, 2)  # reruns of the front points, beside the grid's seed 0
 # DareU's owner classifier (asu_plugin.workflows.attribution on this benchmark's data):
 # its body is the target, which has read the owners' facts; the forget owners' first
@@ -172,6 +173,9 @@ POINTS = [
             Point("NPO", 3e-4, {}),
             asu("ASU_KL", 3.0, 1e-4),
             Point("DareU", 3e-4, {}),
+            Point("SimNPO", 3e-4, {}),
+            Point("UNDIAL", 3e-4, {}),
+            Point("IDK_AP", 3e-4, {}),
         )
     ),
 ]
@@ -522,7 +526,7 @@ def report(results, points, args):
     """Rewrite the results from the point files alone (no host run, no model)."""
     refs = {
         name: json.loads((results / "points" / f"{name}.json").read_text())
-        for name in ("target", "retain", "base")
+        for name in REFERENCES
         if (results / "points" / f"{name}.json").is_file()
     }
     if {"target", "retain"} - set(refs):
@@ -631,7 +635,11 @@ def tables(refs, done, teacher_scores):
         markdown_table(
             ["method", "knob", *COLUMNS, FE, *distance],
             [
-                *([name, "–", *cells(r["metrics"])] for name, r in refs.items()),
+                *(
+                    [n, "–", *cells(refs[n]["metrics"])]
+                    for n in REFERENCES
+                    if n in refs
+                ),
                 *([p.method, p.label, *cells(m)] for p, m in done),
             ],
         ),

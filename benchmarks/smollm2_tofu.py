@@ -176,6 +176,7 @@ POINTS = [
             Point("SimNPO", 3e-4, {}),
             Point("UNDIAL", 3e-4, {}),
             Point("IDK_AP", 3e-4, {}),
+            Point("IDK_AP", 3e-5, {}),
         )
     ),
 ]

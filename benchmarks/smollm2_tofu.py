@@ -179,6 +179,8 @@ POINTS = [
             Point("IDK_AP", 3e-5, {}),
         )
     ),
+    # lr 1e-3 where lr 3e-4 is a front: at >= 0.9x utility (SimNPO, DareU), by forget quality (NPO)
+    *(Point(method, 1e-3, {}) for method in ("SimNPO", "DareU", "NPO")),
 ]
 BEFORE_TEACHERS = 11  # points run before the teachers are evaluated
 

@@ -181,6 +181,12 @@ POINTS = [
     ),
     # lr 1e-3 where lr 3e-4 is a front: at >= 0.9x utility (SimNPO, DareU), by forget quality (NPO)
     *(Point(method, 1e-3, {}) for method in ("SimNPO", "DareU", "NPO")),
+    # ... which made SimNPO's and DareU's best forget quality
+    *(
+        Point(m, 1e-3, {}).with_seed(seed)
+        for m in ("DareU", "SimNPO")
+        for seed in SEEDS
+    ),
 ]
 BEFORE_TEACHERS = 11  # points run before the teachers are evaluated
 

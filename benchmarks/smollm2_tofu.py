@@ -183,8 +183,8 @@ POINTS = [
     *(Point(method, 1e-3, {}) for method in ("SimNPO", "DareU", "NPO")),
     # ... which made SimNPO's and DareU's best forget quality
     *(
-        Point(m, 1e-3, {}).with_seed(seed)
-        for m in ("DareU", "SimNPO")
+        Point(method, 1e-3, {}).with_seed(seed)
+        for method in ("DareU", "SimNPO")
         for seed in SEEDS
     ),
 ]

@@ -164,19 +164,23 @@ HOST_REQUIREMENTS = (
 )
 
 
+NO_HOST = "no open-unlearning checkout"  # how every skip for want of a host starts
+NO_HOST_REQUIREMENTS = "open-unlearning's requirements are missing"
+
+
 @pytest.fixture(scope="session")
 def host():
     """open-unlearning checkout with its requirements importable, else skip."""
     path = host_dir()
     if not is_host(path):
         pytest.skip(
-            f"no open-unlearning checkout at {path}: {CLONE} "
+            f"{NO_HOST} at {path}: {CLONE} "
             "(or set OPEN_UNLEARNING_DIR to your checkout)"
         )
     missing = [m for m in HOST_REQUIREMENTS if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(
-            f"open-unlearning's requirements are missing ({', '.join(missing)}): "
+            f"{NO_HOST_REQUIREMENTS} ({', '.join(missing)}): "
             "install them with `make host`"
         )
     return path
@@ -200,3 +204,27 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker("host"):
             item.add_marker(pytest.mark.slow)
+
+
+HOST_TESTS = {"ran": 0, "skipped for want of a host": 0, "skipped otherwise": 0}
+
+
+def pytest_runtest_logreport(report):
+    """Count the host-marked tests that ran and those that skipped, and why."""
+    if "host" not in report.keywords:
+        return
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        without_host = NO_HOST in reason or NO_HOST_REQUIREMENTS in reason
+        HOST_TESTS[
+            f"skipped {'for want of a host' if without_host else 'otherwise'}"
+        ] += 1
+    elif report.when == "call":
+        HOST_TESTS["ran"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line that says whether the host tests ran (CI fails a host leg on 0 ran)."""
+    if any(HOST_TESTS.values()):
+        counts = ", ".join(f"{n} {what}" for what, n in HOST_TESTS.items())
+        terminalreporter.write_line(f"host-marked tests: {counts}")

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import Reference
 from asu_plugin.workflows.demo_data import generate
-from asu_plugin.workflows.host import device_overrides, link_tofu, run_host
+from asu_plugin.workflows.host import NO_EVAL, device_overrides, link_tofu, run_host
 from asu_plugin.workflows.tiny import build_tiny_llama, encode_qa, qa_texts
 from asu_plugin.workflows.tofu_format import read_jsonl
 
@@ -244,3 +244,117 @@ def test_asu_rmu_trains_through_the_host_on_wmdp_shaped_text(host, run_dir, tiny
     after = AutoModelForCausalLM.from_pretrained(run_dir / "saves" / "unlearn" / task)
     moved = {k for k, v in after.state_dict().items() if not torch.equal(v, before[k])}
     assert moved == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1)}
+
+
+def write_muse(folder, forget, retain, holdout):
+    """MUSE's four configs (``raw``, ``knowmem``, ``verbmem``, ``privleak``) as the host's
+    MUSE data configs read them, from QA rows: texts are ``question answer``, verbatim
+    prompts the questions, knowledge questions the QA pairs (two as few-shot examples)."""
+
+    def text(rows):
+        return [{"text": f"{r['question']} {r['answer']}"} for r in rows]
+
+    def qa(rows):
+        return [{"question": r["question"], "answer": r["answer"]} for r in rows]
+
+    splits = {
+        "raw": {"forget": text(forget), "retain1": text(retain)},
+        "knowmem": {
+            "forget_qa": qa(forget[2:]),
+            "forget_qa_icl": qa(forget[:2]),
+            "retain_qa": qa(retain[2:]),
+            "retain_qa_icl": qa(retain[:2]),
+        },
+        "verbmem": {
+            "forget": [{"prompt": r["question"], "gt": r["answer"]} for r in forget]
+        },
+        "privleak": {
+            "forget": text(forget),
+            "holdout": text(holdout),
+            "retain": text(retain),
+        },
+    }
+    configs = []
+    for config, parts in splits.items():
+        (folder / config).mkdir(parents=True)
+        files = []
+        for name, rows in parts.items():
+            path = folder / config / f"{name}.jsonl"
+            path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+            files.append(f"  - split: {name}\n    path: {config}/{name}.jsonl")
+        configs.append(f"- config_name: {config}\n  data_files:\n" + "\n".join(files))
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n" + "\n".join(configs) + "\n---\n"
+    )
+
+
+MUSE_METRICS = (
+    "forget_knowmem_ROUGE",
+    "retain_knowmem_ROUGE",
+    "forget_verbmem_ROUGE",
+    "privleak",
+    "extraction_strength",
+)
+
+
+def test_asu_trains_and_the_muse_evaluator_scores_it_on_muse_shaped_data(
+    host, run_dir, tiny
+):
+    """MUSE's experiment with ASU_KL through src/train.py on MUSE-layout data made here,
+    then src/eval.py's MUSE evaluator: verbatim and knowledge memorisation, privacy leak."""
+    muse = run_dir / "muse"
+    write_muse(
+        muse / "muse-bench" / "MUSE-News",
+        split(run_dir, "forget10"),
+        split(run_dir, "retain90")[:14],
+        split(run_dir, "holdout10"),
+    )
+    task = "muse_asu"
+    common = [*model_overrides(tiny), f"paths.root_dir={muse}"]
+    train = [
+        "--config-name=unlearn.yaml",
+        "experiment=unlearn/muse/asu",
+        f"task_name={task}",
+        *common,
+        *(o for o in device_overrides() if "warmup_epochs" not in o),  # MUSE has none
+        *NO_EVAL,
+        "trainer.args.per_device_train_batch_size=2",
+        "trainer.args.gradient_accumulation_steps=1",
+        "+trainer.args.max_steps=3",
+        "trainer.args.learning_rate=1e-2",
+        "data.forget.MUSE_forget.args.max_length=32",
+        "data.retain.MUSE_retain.args.max_length=32",
+    ]
+    check(run_host(host, "train.py", train, muse, capture_output=True))
+    saved = muse / "saves" / "unlearn" / task
+    before = AutoModelForCausalLM.from_pretrained(tiny).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(saved).state_dict()
+    assert any(not torch.equal(v, before[k]) for k, v in after.items())
+
+    scores = {}
+    for name, model in (("before", tiny), ("after", saved)):
+        out = muse / "evals" / name
+        evaluate = [
+            "experiment=eval/muse/default",
+            f"task_name=muse_{name}",
+            *model_overrides(model),
+            f"paths.root_dir={muse}",
+            "model.model_args.device_map=cpu",
+            f"paths.output_dir={out}",
+            "eval.muse.metrics.forget_verbmem_ROUGE.generation_args.max_new_tokens=16",
+        ]
+        check(run_host(host, "eval.py", evaluate, muse, capture_output=True))
+        scores[name] = json.loads((out / "MUSE_SUMMARY.json").read_text())
+        logs = json.loads((out / "MUSE_EVAL.json").read_text())
+        scored = {m: len(logs[m]["value_by_index"]) for m in MUSE_METRICS[:3]}
+        assert scored == {  # every row of ours, the few-shot examples aside
+            "forget_knowmem_ROUGE": 12,
+            "retain_knowmem_ROUGE": 12,
+            "forget_verbmem_ROUGE": 14,
+        }
+    for summary in scores.values():
+        assert set(summary) == set(MUSE_METRICS)
+        assert all(0 <= summary[m] <= 1 for m in MUSE_METRICS if m != "privleak")
+        assert -100 <= summary["privleak"] <= 100
+    # the MIA the privacy leak is computed from moved with the weights
+    assert scores["after"]["privleak"] != scores["before"]["privleak"]

@@ -77,6 +77,14 @@ def _descriptions(config_file):
     return {m[1]: m[2] for m in found if m}
 
 
+def quiet_hydra():
+    """Hide the deprecation notices Hydra's own code raises (hydra-core 1.3 under
+    omegaconf >= 2.4: ``register_new_resolver()``, implicit conversions): a workflow's
+    output is its own, and the user can act on none of them."""
+    for category in (UserWarning, DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"hydra\.")
+
+
 def check_settings(workflow, argv, check, example, groups=()):
     """Exit 2 naming every missing or bad setting of ``configs/<workflow>/default.yaml``
     under the overrides ``argv``, with ``example``; nothing when all are good.
@@ -155,6 +163,7 @@ def workflow(name, check, example, groups=()):
         )(stopping)
 
         def main():
+            quiet_hydra()
             check_settings(name, sys.argv[1:], check, example, groups)
             hydra_main()
 

@@ -22,7 +22,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import AttentionSmoothing
-from asu_plugin.losses import IGNORE_INDEX
+from asu_plugin.core.inputs import IGNORE_INDEX
 from asu_plugin.workflows.calibration.measure import answer_probability, label_logprobs
 from asu_plugin.workflows.runs import Runs
 from asu_plugin.workflows.tables import markdown_table

@@ -255,7 +255,7 @@ def test_training_moves_the_forget_term_the_right_way(host_src, tmp_path, handle
         ("ME_GD", {"retain_loss_type": "AP"}, "retain_loss_type must be one of"),
         ("ME_GD", {"gamma": -1.0}, "gamma, a loss term's weight"),
         ("IDK_GD", {"alpha": float("inf")}, "alpha, a loss term's weight"),
-        ("IDK_AP", {"beta": 0}, "beta must be a number > 0"),
+        ("IDK_AP", {"beta": 0}, "beta must be a finite number > 0"),
     ],
 )
 def test_bad_method_args_fail_early(host_src, tmp_path, handler, method_args, message):
@@ -281,3 +281,30 @@ def test_missing_refusal_file_is_a_clear_error(host_src, tmp_path):
             template_args={},
             tokenizer=None,
         )
+
+
+@pytest.mark.parametrize("handler", ["ME_GD", "ME_KL"])
+def test_me_with_chunked_logits_gives_the_full_logits_loss_and_gradients(
+    host_src, tmp_path, handler
+):
+    results = {}
+    for chunk in (None, 1, 10_000):
+        trainer = build_trainer(
+            host_src, tmp_path / str(chunk), handler, {"logits_chunk_size": chunk}
+        )
+        batch = next(iter(trainer.get_train_dataloader()))
+        loss = trainer.compute_unlearn_loss(trainer.model.train(), batch)
+        loss.backward()
+        named = trainer.model.named_parameters()
+        results[chunk] = loss.detach(), {n: p.grad for n, p in named}
+    full_loss, full_grads = results.pop(None)
+    for loss, grads in results.values():
+        torch.testing.assert_close(loss, full_loss, rtol=1e-5, atol=1e-7)
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, full_grads[name], rtol=1e-5, atol=1e-6)
+
+
+def test_the_baselines_refuse_an_adapter(host_src, tmp_path):
+    lora = {"peft_type": "LORA", "r": 4, "target_modules": "all-linear"}
+    with pytest.raises(ValueError, match="baselines train all weights"):
+        build_trainer(host_src, tmp_path, "ME_GD", {"peft": lora})

@@ -13,16 +13,22 @@ CONFIGS = ROOT / "configs"
 BENCHMARKS = ("tofu", "muse", "wmdp")
 
 
-def asu_init_args(trainer="ASU_GD"):
-    tree = ast.parse((ROOT / "asu_plugin" / "asu" / "trainers.py").read_text())
+def init_args(module, cls_name):
+    """The named arguments of ``cls_name.__init__`` in ``asu_plugin/<module>.py``."""
+    tree = ast.parse((ROOT / "asu_plugin" / f"{module}.py").read_text())
     init = next(
         node
         for cls in tree.body
-        if isinstance(cls, ast.ClassDef) and cls.name == trainer
+        if isinstance(cls, ast.ClassDef) and cls.name == cls_name
         for node in cls.body
         if isinstance(node, ast.FunctionDef) and node.name == "__init__"
     )
     return {a.arg for a in init.args.args[1:]}
+
+
+def asu_init_args():
+    """ASU_GD's arguments and those of the base it extends."""
+    return init_args("asu/trainers", "ASU_GD") | init_args("core/trainer", "Unlearner")
 
 
 def load(path):
@@ -52,6 +58,7 @@ def test_trainer_method_args_are_the_trainers_arguments_with_paper_values():
         "alpha": 1.0,
         "retain_loss_type": "NLL",
         "peft": None,
+        "logits_chunk_size": 256,
     }
     assert kl == {
         "defaults": ["ASU_GD"],
@@ -81,7 +88,7 @@ def test_asu_rmu_is_the_hosts_rmu_with_the_teacher_knobs():
         "handler": "ASU_RMU",
         "method_args": {"temperature": 100.0, "layers": None},
     }
-    assert set(trainer["method_args"]) == asu_init_args("ASU_RMU")
+    assert set(trainer["method_args"]) == init_args("asu/trainers", "ASU_RMU")
     path = CONFIGS / "experiment" / "unlearn" / "wmdp" / "asu_rmu.yaml"
     assert "# @package _global_" in path.read_text().splitlines()
     cfg = load(path)

@@ -3,17 +3,10 @@
 import pytest
 import torch
 
+from asu_plugin.core.inputs import cut_at_stop, left_pad, pack, prompt_ids
+from asu_plugin.core.logits import Positions, identity, kl_and_logprobs
 from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
-from asu_plugin.dareu.rollout import (
-    clipped_surrogate,
-    cut_at_stop,
-    group_advantages,
-    left_pad,
-    pack,
-    prompt_ids,
-    sequence_mean,
-    token_logprobs,
-)
+from asu_plugin.dareu.rollout import clipped_surrogate, group_advantages
 from asu_plugin.workflows.tiny import build_tiny_classifier, build_tokenizer
 
 from conftest import qa_batch, tiny_model
@@ -125,11 +118,18 @@ def test_group_advantages_are_standardised_within_each_prompt():
     assert torch.equal(equal, torch.zeros(4))  # no preference, no push
 
 
+def sequence_mean(values, labels):
+    """Mean over each row's label tokens, then over rows (every row has some)."""
+    mask = (labels[:, 1:] != -100).float()
+    return ((values * mask).sum(-1) / mask.sum(-1)).mean()
+
+
 def test_token_logprobs_read_the_labelled_next_tokens():
     model, batch = tiny_model("llama"), qa_batch()
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"]).logits
-    logprobs = token_logprobs(logits, batch["labels"])
+    full = Positions(logits, identity, None)
+    logprobs = kl_and_logprobs(full, full, batch["labels"])[1]
     row, t = 0, 8  # position 8 predicts token 9, a label of the unpadded row 0
     expected = logits[row, t].log_softmax(-1)[batch["input_ids"][row, t + 1]]
     torch.testing.assert_close(logprobs[row, t], expected)

@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
 import asu_plugin
+from asu_plugin.core.inputs import pack
 from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
-from asu_plugin.dareu.rollout import pack, token_logprobs
 from asu_plugin.workflows.demo_data import generate
 from asu_plugin.workflows.tiny import (
     build_tiny_classifier,
@@ -162,7 +162,11 @@ def response_logprobs(model, prompt, responses):
         logits = model(
             input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
         ).logits
-    return token_logprobs(logits, inputs["labels"]).sum(-1)
+    targets = inputs["labels"][:, 1:]
+    logprobs = (
+        logits[:, :-1].log_softmax(-1).gather(-1, targets.clamp(min=0)[..., None])
+    )
+    return (logprobs[..., 0] * (targets != -100)).sum(-1)
 
 
 @pytest.mark.parametrize("favoured", [0, 1])
@@ -302,3 +306,35 @@ def test_classifier_tokenizer_that_cannot_read_the_policy_is_refused(
     refuse_loading(monkeypatch)
     with pytest.raises(ValueError, match="cannot read the policy's text"):
         build_trainer(host_src, world, tmp_path, {"classifier": str(folder)})
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_chunked_logits_give_the_full_logits_loss_and_gradients(
+    host_src, world, tmp_path, lora
+):
+    peft = {  # the output layer too, so its projection is adapted
+        "peft_type": "LORA",
+        "r": 4,
+        "lora_alpha": 8,
+        "target_modules": ["q_proj", "v_proj", "lm_head"],
+        "init_lora_weights": False,
+    }
+    results = {}
+    for chunk in (None, 1, 10_000):
+        torch.manual_seed(0)  # the same adapter and the same sampled responses
+        args = {"logits_chunk_size": chunk, "peft": peft if lora else None}
+        trainer = build_trainer(host_src, world, tmp_path / str(chunk), args)
+        batch = next(iter(trainer.get_train_dataloader()))
+        loss = trainer.compute_unlearn_loss(trainer.model.train(), batch)
+        loss.backward()
+        named = trainer.model.named_parameters()
+        grads = {n: p.grad for n, p in named if p.grad is not None}
+        results[chunk] = loss.detach(), grads, trainer._rollouts[0]["rewards"]
+    full_loss, full_grads, full_rewards = results.pop(None)
+    assert full_grads
+    for loss, grads, rewards in results.values():
+        torch.testing.assert_close(rewards, full_rewards)  # the same rollout
+        torch.testing.assert_close(loss, full_loss, rtol=1e-5, atol=1e-7)
+        assert grads.keys() == full_grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, full_grads[name], rtol=1e-5, atol=1e-6)

@@ -295,3 +295,42 @@ def test_asu_rmu_trains_only_the_selected_parameters_and_its_loss_falls(
     assert all(
         later < earlier for earlier, later in zip(losses, losses[1:], strict=False)
     )
+
+
+LORA_ON_OUTPUT = {  # the output layer too, so its projection is adapted
+    "peft_type": "LORA",
+    "r": 4,
+    "lora_alpha": 8,
+    "target_modules": ["q_proj", "v_proj", "lm_head"],
+    "init_lora_weights": False,
+}
+
+
+def step_loss_and_grads(trainer):
+    """One training step's loss and gradients, on the first batch."""
+    batch = next(iter(trainer.get_train_dataloader()))
+    loss = trainer.compute_unlearn_loss(trainer.model.train(), batch)
+    loss.backward()
+    named = trainer.model.named_parameters()
+    return loss.detach(), {n: p.grad for n, p in named if p.grad is not None}
+
+
+@pytest.mark.parametrize("peft", [None, LORA_ON_OUTPUT], ids=["full", "lora"])
+@pytest.mark.parametrize("handler", ["ASU_GD", "ASU_KL"])
+def test_chunked_logits_give_the_full_logits_loss_and_gradients(
+    host_src, tmp_path, handler, peft
+):
+    results = {}
+    for chunk in (None, 1, 3, 10_000):
+        torch.manual_seed(0)  # the same adapter initialisation
+        args = {"logits_chunk_size": chunk, "peft": peft}
+        trainer = build_trainer(
+            host_src, tmp_path / str(chunk), tiny_model("llama"), handler, args
+        )
+        results[chunk] = step_loss_and_grads(trainer)
+    full_loss, full_grads = results.pop(None)
+    for loss, grads in results.values():
+        torch.testing.assert_close(loss, full_loss, rtol=1e-5, atol=1e-7)
+        assert grads.keys() == full_grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, full_grads[name], rtol=1e-5, atol=1e-6)

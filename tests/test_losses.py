@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from asu_plugin import sequence_kl
-from asu_plugin.losses import check_weight
+from asu_plugin.core.checks import check_weight
 
 
 def hand_kl(student, teacher, labels):

@@ -18,7 +18,8 @@ def load(path):
 def init_args(cls_name):
     """``__init__`` arguments of baseline ``cls_name`` and its bases (no host import)."""
     names = set()
-    for path in (ROOT / "asu_plugin" / "baselines").glob("*.py"):
+    base = ROOT / "asu_plugin" / "core" / "trainer.py"
+    for path in [*(ROOT / "asu_plugin" / "baselines").glob("*.py"), base]:
         for cls in ast.parse(path.read_text()).body:
             if isinstance(cls, ast.ClassDef) and cls.name in (
                 cls_name,
@@ -31,9 +32,9 @@ def init_args(cls_name):
 
 
 BASES = {
-    "ME_GD": ("PaperBaseline",),
-    "IDK_GD": ("PaperBaseline",),
-    "IDK_AP": ("IDK_GD", "PaperBaseline"),
+    "ME_GD": ("PaperBaseline", "Unlearner"),
+    "IDK_GD": ("PaperBaseline", "Unlearner"),
+    "IDK_AP": ("IDK_GD", "PaperBaseline", "Unlearner"),
 }
 
 
@@ -47,6 +48,7 @@ BASES = {
                 "alpha": 1.0,
                 "retain_loss_type": "NLL",
                 "include_question": True,
+                "logits_chunk_size": 256,
             },
         ),
         ("IDK_GD", {"gamma": 1.0, "alpha": 1.0, "retain_loss_type": "NLL"}),

@@ -85,6 +85,7 @@ def test_trainer_configs_chain_to_the_hosts_finetune(tmp_path, no_host):
         "alpha": 1.0,
         "retain_loss_type": "KL",
         "peft": None,
+        "logits_chunk_size": 256,
     }
 
 

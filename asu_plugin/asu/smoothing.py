@@ -7,38 +7,24 @@ the scores; it works on every transformers version and keeps sdpa / flash-attent
 kernels.
 """
 
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from torch import nn
 from transformers import PreTrainedModel
 
+from asu_plugin.core.checks import check_positive
+from asu_plugin.core.logits import language_model
+
 _QUERY_NORMS = ("q_norm", "q_layernorm")
 
 
-def _language_model(model: nn.Module) -> PreTrainedModel:
-    """The Hugging Face model inside DDP / DeepSpeed / PEFT wrappers."""
-    if isinstance(model, PreTrainedModel):
-        return model
-    for module in model.modules():
-        if isinstance(module, PreTrainedModel):
-            return module
-    raise TypeError(f"{type(model).__name__} holds no transformers PreTrainedModel")
-
-
 def check_temperature(temperature) -> float:
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or not math.isfinite(temperature)
-        or temperature <= 0
-    ):
-        raise ValueError(
-            f"attention temperature must be a finite number > 0 "
-            f"(τ > 1 smooths, τ = 1 is the model itself), got {temperature!r}"
-        )
-    return float(temperature)
+    return check_positive(
+        "attention temperature",
+        temperature,
+        " (τ > 1 smooths, τ = 1 is the model itself)",
+    )
 
 
 def _query_projection(attn: nn.Module, config) -> tuple[nn.Module, int | None]:
@@ -124,7 +110,7 @@ class SmoothingSpec(NamedTuple):
     def check(cls, model: nn.Module, temperature, layers=None) -> "SmoothingSpec":
         """τ and ``layers`` (None: all) checked against ``model``'s attention layers."""
         temperature = check_temperature(temperature)
-        lm = _language_model(model)
+        lm = language_model(model)
         available = _attention_layers(lm)
         chosen = _select_layers(layers, list(available))
         for idx in chosen:  # a model whose queries cannot be scaled fails here
@@ -136,7 +122,7 @@ class SmoothingSpec(NamedTuple):
         return AttentionSmoothing(model, self)
 
     def _targets(self, model):
-        lm = _language_model(model)
+        lm = language_model(model)
         available = _attention_layers(lm)
         return [_query_projection(available[idx], lm.config) for idx in self.layers]
 

@@ -1,15 +1,14 @@
 """ASU trainers. Imports open-unlearning's ``trainer`` package: load via ``register()``."""
 
-import torch
-from trainer.unlearn.grad_diff import GradDiff
 from trainer.unlearn.rmu import RMU
 
+from asu_plugin.asu.reference import Reference
 from asu_plugin.asu.smoothing import SmoothingSpec
-from asu_plugin.losses import LM_KEYS, check_retain_loss_type, check_weight, lm_inputs
-from asu_plugin.reference import Reference, add_adapter
+from asu_plugin.core.inputs import LM_KEYS, lm_inputs
+from asu_plugin.core.trainer import HostEntry, Unlearner
 
 
-class ASU_GD(GradDiff):
+class ASU_GD(Unlearner):
     """Attention Smoothing Unlearning.
 
     Forget: KL(teacher_τ ‖ model) on forget label tokens, the teacher being the frozen
@@ -19,46 +18,18 @@ class ASU_GD(GradDiff):
     trains, and the frozen model is the student's base with the adapter disabled: no copy.
     """
 
-    def __init__(
-        self,
-        temperature=2.3,
-        layers=None,
-        gamma=0.1,
-        alpha=1.0,
-        retain_loss_type="NLL",
-        peft=None,
-        *args,
-        **kwargs,
-    ):
-        check_retain_loss_type(retain_loss_type)
+    LOGGED = ("forget_kl", "retain_loss")
+
+    def __init__(self, temperature=2.3, layers=None, gamma=0.1, *args, **kwargs):
         # checked before the frozen copy is made; the teacher smooths that copy
         smoothing = SmoothingSpec.check(kwargs.get("model"), temperature, layers)
-        if peft is not None:
-            kwargs["model"] = add_adapter(kwargs["model"], peft)
-        gamma, alpha = check_weight("gamma", gamma), check_weight("alpha", alpha)
-        self.uses_adapter = peft is not None
-        super().__init__(
-            *args, gamma=gamma, alpha=alpha, retain_loss_type=retain_loss_type, **kwargs
-        )
-        if self.ref_model is None:
-            self.ref_model = self._prepare_ref_model(self.model)
+        super().__init__(*args, gamma=gamma, **kwargs)
         self.reference = Reference(
-            self.ref_model, smoothing, adapter_base=self.uses_adapter
+            self.ref_model,
+            smoothing,
+            adapter_base=self.uses_adapter,
+            chunk_size=self.logits_chunk_size,
         )
-        if self.uses_adapter and self.args.gradient_checkpointing:
-            self.model.enable_input_require_grads()  # frozen embeddings: grads via inputs
-        self._loss_sums, self._loss_count = 0.0, 0  # for forget_kl / retain_loss logs
-
-    def _prepare_ref_model(self, model):
-        return model if self.uses_adapter else super()._prepare_ref_model(model)
-
-    def create_optimizer(self):
-        """The host's optimizer without empty parameter groups: an adapter has nothing
-        exempt from weight decay, and ZeRO-3 drops the empty group after the learning-rate
-        scheduler has counted it (its first step then fails)."""
-        optimizer = super().create_optimizer()
-        optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
-        return optimizer
 
     def compute_retain_loss(self, model, retain_inputs):
         if self.retain_loss_type == "KL":
@@ -75,25 +46,8 @@ class ASU_GD(GradDiff):
         )
         retain_loss = self.compute_retain_loss(model, retain_inputs)
         loss = self.gamma * forget_loss + self.alpha * retain_loss
-        self._loss_sums = (
-            self._loss_sums + torch.stack([forget_loss, retain_loss]).detach()
-        )
-        self._loss_count += 1
+        self.log_terms(forget_loss, retain_loss)
         return (loss, forget_outputs) if return_outputs else loss
-
-    def log(self, logs, *args, **kwargs):
-        """Adds the mean forget KL and retain loss since the last log to the loss log
-        (means over the processes too, as the host's loss is)."""
-        if "loss" in logs and self._loss_count:
-            means = self._loss_sums / self._loss_count
-            forget_kl, retain_loss = self.accelerator.reduce(means, "mean").tolist()
-            logs = {**logs, "forget_kl": forget_kl, "retain_loss": retain_loss}
-            self._loss_sums, self._loss_count = 0.0, 0
-        super().log(logs, *args, **kwargs)
-
-    if not hasattr(GradDiff, "compute_unlearn_loss"):
-        # Host before its transformers-4.51 port trains through compute_loss.
-        compute_loss = compute_unlearn_loss
 
 
 class ASU_KL(ASU_GD):
@@ -107,7 +61,7 @@ class ASU_KL(ASU_GD):
 _RMU_LOSS = getattr(RMU, "compute_unlearn_loss", RMU.compute_loss)
 
 
-class ASU_RMU(RMU):
+class ASU_RMU(HostEntry, RMU):
     """Representation-level ASU (the paper's WMDP variant): RMU with its random control
     vector replaced by the forget-teacher's activations.
 
@@ -135,6 +89,3 @@ class ASU_RMU(RMU):
         forget_inputs = lm_inputs(inputs, "forget")
         self._forget_inputs = {k: forget_inputs[k] for k in LM_KEYS[:2]}
         return _RMU_LOSS(self, model, inputs, *args, **kwargs)
-
-    if not hasattr(RMU, "compute_unlearn_loss"):
-        compute_loss = compute_unlearn_loss

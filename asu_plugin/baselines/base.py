@@ -1,21 +1,24 @@
 """What the paper's baselines share: GradDiff's ``gamma * forget + alpha * retain`` and its
-retain terms. Imports open-unlearning's ``trainer`` package: load via ``register()``."""
+retain terms (the host's NLL, or its KL to the starting model). Imports open-unlearning's
+``trainer`` package: load via ``register()``."""
 
-from trainer.unlearn.grad_diff import GradDiff
+from asu_plugin.core.inputs import lm_inputs
+from asu_plugin.core.trainer import Unlearner
 
-from asu_plugin.losses import check_retain_loss_type, check_weight, lm_inputs
 
-
-class PaperBaseline(GradDiff):
+class PaperBaseline(Unlearner):
     """``loss = gamma * forget + alpha * retain``; retain is GradDiff's NLL or KL to the
-    starting model. Subclasses define ``compute_forget_loss``."""
+    starting model. All weights train. Subclasses define ``compute_forget_loss``."""
 
-    def __init__(self, gamma=1.0, alpha=1.0, retain_loss_type="NLL", *args, **kwargs):
-        check_retain_loss_type(retain_loss_type)
-        gamma, alpha = check_weight("gamma", gamma), check_weight("alpha", alpha)
-        super().__init__(
-            *args, gamma=gamma, alpha=alpha, retain_loss_type=retain_loss_type, **kwargs
-        )
+    needs_start = False  # GradDiff's own frozen copy serves its KL retain term
+
+    def __init__(self, *args, peft=None, **kwargs):
+        if peft is not None:
+            raise ValueError(
+                f"the paper's baselines train all weights, got peft={peft!r}: "
+                "drop trainer.method_args.peft"
+            )
+        super().__init__(*args, **kwargs)
 
     def compute_forget_loss(self, model, inputs):
         """``(loss, outputs)`` of the forget term on the whole batch ``inputs``."""
@@ -33,7 +36,3 @@ class PaperBaseline(GradDiff):
         retain_loss = self.compute_retain_term(model, inputs)
         loss = self.gamma * forget_loss + self.alpha * retain_loss
         return (loss, forget_outputs) if return_outputs else loss
-
-    if not hasattr(GradDiff, "compute_unlearn_loss"):
-        # Host before its transformers-4.51 port trains through compute_loss.
-        compute_loss = compute_unlearn_loss

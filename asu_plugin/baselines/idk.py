@@ -4,7 +4,8 @@ import torch.nn.functional as F
 from trainer.utils import compute_batch_nll
 
 from asu_plugin.baselines.base import PaperBaseline
-from asu_plugin.losses import lm_inputs
+from asu_plugin.core.checks import check_positive
+from asu_plugin.core.inputs import lm_inputs
 
 IDK_DATA = "experiment=unlearn/tofu/idk_ap (forget data TOFU_QA_forget_idk)"
 AP_DATA = "experiment=unlearn/tofu/idk_ap (retain data TOFU_QA_retain_idk)"
@@ -35,10 +36,8 @@ class IDK_AP(IDK_GD):
     the batch, NLLs summed over each sequence's answer tokens."""
 
     def __init__(self, beta=0.1, *args, **kwargs):
-        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta <= 0:
-            raise ValueError(f"beta must be a number > 0, got {beta!r}")
+        self.beta = check_positive("beta", beta)
         super().__init__(*args, **kwargs)
-        self.beta = float(beta)
 
     def compute_retain_term(self, model, inputs):
         answer = lm_inputs(inputs, "retain", "original", AP_DATA)

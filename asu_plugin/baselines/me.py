@@ -1,20 +1,8 @@
 """ME (maximum entropy): the next-token distribution pulled toward uniform on forget text."""
 
-import math
-
-import torch.nn.functional as F
-
 from asu_plugin.baselines.base import PaperBaseline
-from asu_plugin.losses import lm_inputs
-
-
-def uniform_kl(logits, positions):
-    """KL(uniform ‖ softmax(logits)) averaged over the ``positions`` (a bool mask) of the
-    whole batch: ``-log V - mean_v log p_v`` at each counted position."""
-    log_probs = F.log_softmax(logits[positions].float(), dim=-1)
-    if log_probs.shape[0] == 0:
-        raise ValueError("ME: the forget batch has no token to score")
-    return (-math.log(log_probs.shape[-1]) - log_probs.mean(-1)).mean()
+from asu_plugin.core.inputs import label_positions, lm_inputs
+from asu_plugin.core.logits import forward, uniform_kl
 
 
 class ME_GD(PaperBaseline):
@@ -32,15 +20,14 @@ class ME_GD(PaperBaseline):
 
     def compute_forget_loss(self, model, inputs):
         forget = lm_inputs(inputs, "forget")
-        outputs = model(
-            input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]
-        )
+        model_positions = forward(model, forget, self.logits_chunk_size)
         if self.include_question:  # position t predicts token t + 1; both real tokens
             attended = forget["attention_mask"].bool()
             positions = attended[:, :-1] & attended[:, 1:]
         else:
-            positions = forget["labels"][:, 1:] != -100
-        return uniform_kl(outputs.logits[:, :-1], positions), outputs
+            positions = label_positions(forget["labels"])
+        loss = uniform_kl(model_positions, positions, self.logits_chunk_size)
+        return loss, model_positions.outputs
 
 
 class ME_KL(ME_GD):

@@ -1,36 +1,26 @@
 """DareU trainer. Imports open-unlearning's ``trainer`` package: load via ``register()``."""
 
-import math
-
 import torch
-from trainer.unlearn.grad_diff import GradDiff
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from asu_plugin.dareu.classifier import OwnerClassifier
-from asu_plugin.dareu.rollout import (
-    clipped_surrogate,
+from asu_plugin.core.checks import check_count, check_positive, check_weight
+from asu_plugin.core.inputs import (
     cut_at_stop,
-    group_advantages,
     left_pad,
+    lm_inputs,
     pack,
     prompt_ids,
     stop_ids,
-    token_logprobs,
 )
-from asu_plugin.losses import check_weight, lm_inputs
-from asu_plugin.reference import Reference, _eval_mode, add_adapter
+from asu_plugin.core.start import StartingModel, eval_mode
+from asu_plugin.core.trainer import Unlearner
+from asu_plugin.dareu.classifier import OwnerClassifier
+from asu_plugin.dareu.rollout import clipped_surrogate, group_advantages
 
-LOGGED = ("reward", "kl", "retain_loss", "clip_share")
 CHECKED_ROWS = 16  # forget rows whose text the classifier's tokenizer must read
 
 
-def check_count(name, value, least) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-    return value
-
-
-class DareU(GradDiff):
+class DareU(Unlearner):
     """De-attribution unlearning: PPO against a frozen owner classifier.
 
     Each step samples ``num_samples`` responses per forget prompt from the current model,
@@ -42,6 +32,8 @@ class DareU(GradDiff):
     adapter-disabled base with ``peft``).
     """
 
+    LOGGED = ("reward", "kl", "retain_loss", "clip_share")
+
     def __init__(
         self,
         classifier=None,
@@ -51,9 +43,6 @@ class DareU(GradDiff):
         beta=0.05,
         clip=0.2,
         steps_per_rollout=1,
-        gamma=1.0,
-        alpha=1.0,
-        peft=None,
         *args,
         **kwargs,
     ):
@@ -62,15 +51,8 @@ class DareU(GradDiff):
         )
         self.max_new_tokens = check_count("max_new_tokens", max_new_tokens, 1)
         self.steps_per_rollout = check_count("steps_per_rollout", steps_per_rollout, 1)
-        if (
-            isinstance(clip, bool)
-            or not isinstance(clip, (int, float))
-            or not (math.isfinite(clip) and clip > 0)
-        ):
-            raise ValueError(f"clip must be a finite number > 0, got {clip!r}")
-        self.clip = float(clip)
+        self.clip = check_positive("clip", clip)
         self.beta = check_weight("beta", beta)
-        gamma, alpha = check_weight("gamma", gamma), check_weight("alpha", alpha)
         tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
         if tokenizer is None:
             raise ValueError("DareU needs the policy's tokenizer to read its responses")
@@ -89,22 +71,13 @@ class DareU(GradDiff):
             if tokenizer.pad_token_id is not None
             else tokenizer.eos_token_id
         )
-        if kwargs.get("model") is not None and peft is not None:
-            kwargs["model"] = add_adapter(kwargs["model"], peft)
-        self.uses_adapter = peft is not None
-        super().__init__(
-            *args, gamma=gamma, alpha=alpha, retain_loss_type="KL", **kwargs
+        super().__init__(*args, retain_loss_type="KL", **kwargs)
+        self.start = StartingModel(
+            self.ref_model, self.uses_adapter, self.logits_chunk_size
         )
-        self.reference = Reference(self.ref_model, 1.0, adapter_base=self.uses_adapter)
-        if self.uses_adapter and self.args.gradient_checkpointing:
-            self.model.enable_input_require_grads()  # frozen embeddings: grads via inputs
         self.classifier.load(self.accelerator.device)
         self.stop_ids = stop_ids(self.model, tokenizer)
         self._rollouts, self._micro_step = {}, 0
-        self._term_sums, self._term_count = 0.0, 0
-
-    def _prepare_ref_model(self, model):
-        return model if self.uses_adapter else super()._prepare_ref_model(model)
 
     @torch.no_grad()
     def sample(self, model, prompts) -> list[torch.Tensor]:
@@ -112,7 +85,7 @@ class DareU(GradDiff):
         itself (temperature 1, no top-k / top-p), each cut after its first stop token."""
         policy = self.accelerator.unwrap_model(model)
         input_ids, mask = left_pad(prompts, self.pad_id)
-        with _eval_mode(policy):
+        with eval_mode(policy):
             output = policy.generate(
                 input_ids=input_ids,
                 attention_mask=mask,
@@ -173,8 +146,7 @@ class DareU(GradDiff):
         )
         rollout = self._current_rollout(model, forget_inputs)
         samples = rollout["inputs"]
-        kl, outputs = self.reference.kl(model, samples, smoothed=False)
-        logprobs = token_logprobs(outputs.logits, samples["labels"])
+        kl, logprobs, outputs = self.start.kl_and_logprobs(model, samples)
         if rollout["old_logprobs"] is None:
             rollout["old_logprobs"] = logprobs.detach()
         surrogate, clip_share = clipped_surrogate(
@@ -184,25 +156,10 @@ class DareU(GradDiff):
             samples["labels"],
             self.clip,
         )
-        retain_loss = self.reference.kl(model, retain_inputs, smoothed=False)[0]
+        retain_loss = self.start.kl(model, retain_inputs)[0]
         loss = -self.gamma * surrogate + self.beta * kl + self.alpha * retain_loss
-        terms = [rollout["rewards"].mean(), kl, retain_loss, clip_share]
-        self._term_sums = self._term_sums + torch.stack(terms).detach().float()
-        self._term_count += 1
+        self.log_terms(rollout["rewards"].mean(), kl, retain_loss, clip_share)
         return (loss, outputs) if return_outputs else loss
-
-    def log(self, logs, *args, **kwargs):
-        """Adds the mean reward, forget KL, retain KL and clipped-token share since the
-        last log to the loss log (means over the processes too, as the host's loss is)."""
-        if "loss" in logs and self._term_count:
-            means = self.accelerator.reduce(self._term_sums / self._term_count, "mean")
-            logs = {**logs, **dict(zip(LOGGED, means.tolist(), strict=True))}
-            self._term_sums, self._term_count = 0.0, 0
-        super().log(logs, *args, **kwargs)
-
-    if not hasattr(GradDiff, "compute_unlearn_loss"):
-        # Host before its transformers-4.51 port trains through compute_loss.
-        compute_loss = compute_unlearn_loss
 
 
 def _forget_texts(dataset, tokenizer) -> list[str]:

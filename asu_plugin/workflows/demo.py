@@ -33,7 +33,7 @@ import torch
 import transformers
 
 from asu_plugin.asu.smoothing import check_temperature
-from asu_plugin.losses import check_weight
+from asu_plugin.core.checks import check_weight
 from asu_plugin.workflows import smollm2
 from asu_plugin.workflows.entry import WorkflowError, checked, stops
 from asu_plugin.workflows.host import host_commit, teacher_overrides

@@ -8,8 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from asu_plugin.asu.smoothing import AttentionSmoothing
-from asu_plugin.dareu.rollout import left_pad
-from asu_plugin.losses import IGNORE_INDEX
+from asu_plugin.core.inputs import IGNORE_INDEX, left_pad
 from asu_plugin.workflows.calibration.tokens import token_classes
 from asu_plugin.workflows.host import host_module
 from asu_plugin.workflows.text_metrics import fluency

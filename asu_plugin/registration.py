@@ -47,7 +47,6 @@ ENTRIES = {
     ),
 }
 TRAINERS = tuple(ENTRIES["trainer"][1])
-MODEL_HANDLERS = tuple(ENTRIES["model"][1])
 REQUIRED = ("trainer", "model")  # register() refuses to run without these
 
 

@@ -63,6 +63,16 @@ def tiny_model(family, attn_implementation="eager", seed=0, **overrides):
     return model.eval()
 
 
+# a LoRA adapter on the queries and the output layer, its B != 0 so that it changes the outputs
+LORA_ON_OUTPUT = {
+    "peft_type": "LORA",
+    "r": 4,
+    "lora_alpha": 8,
+    "target_modules": r".*(q_proj|qkv_proj|lm_head)",
+    "init_lora_weights": False,
+}
+
+
 def frozen_copy(model):
     ref = copy.deepcopy(model).eval()
     ref.requires_grad_(False)

@@ -23,6 +23,8 @@ from asu_plugin.workflows.tiny import (
 )
 from asu_plugin.workflows.tofu_format import read_jsonl
 
+from conftest import LORA_ON_OUTPUT
+
 pytestmark = pytest.mark.host
 OWNERS = [f"author_{k}" for k in range(20)]
 FORGET_OWNERS = ["author_18", "author_19"]
@@ -312,17 +314,10 @@ def test_classifier_tokenizer_that_cannot_read_the_policy_is_refused(
 def test_chunked_logits_give_the_full_logits_loss_and_gradients(
     host_src, world, tmp_path, lora
 ):
-    peft = {  # the output layer too, so its projection is adapted
-        "peft_type": "LORA",
-        "r": 4,
-        "lora_alpha": 8,
-        "target_modules": ["q_proj", "v_proj", "lm_head"],
-        "init_lora_weights": False,
-    }
     results = {}
     for chunk in (None, 1, 10_000):
         torch.manual_seed(0)  # the same adapter and the same sampled responses
-        args = {"logits_chunk_size": chunk, "peft": peft if lora else None}
+        args = {"logits_chunk_size": chunk, "peft": LORA_ON_OUTPUT if lora else None}
         trainer = build_trainer(host_src, world, tmp_path / str(chunk), args)
         batch = next(iter(trainer.get_train_dataloader()))
         loss = trainer.compute_unlearn_loss(trainer.model.train(), batch)

@@ -10,7 +10,7 @@ from transformers import PreTrainedModel
 
 import asu_plugin
 
-from conftest import qa_batch, tiny_model
+from conftest import LORA_ON_OUTPUT, qa_batch, tiny_model
 
 pytestmark = pytest.mark.host
 
@@ -295,15 +295,6 @@ def test_asu_rmu_trains_only_the_selected_parameters_and_its_loss_falls(
     assert all(
         later < earlier for earlier, later in zip(losses, losses[1:], strict=False)
     )
-
-
-LORA_ON_OUTPUT = {  # the output layer too, so its projection is adapted
-    "peft_type": "LORA",
-    "r": 4,
-    "lora_alpha": 8,
-    "target_modules": ["q_proj", "v_proj", "lm_head"],
-    "init_lora_weights": False,
-}
 
 
 def step_loss_and_grads(trainer):

@@ -11,7 +11,7 @@ from asu_plugin.asu.smoothing import SmoothingSpec
 from asu_plugin.core.inputs import label_positions
 from asu_plugin.core.logits import PROJECTED, forward, identity, uniform_kl
 
-from conftest import FAMILIES, frozen_copy, qa_batch, tiny_model
+from conftest import FAMILIES, LORA_ON_OUTPUT, frozen_copy, qa_batch, tiny_model
 
 TAU = 2.3
 # on top of conftest's families: tied output embeddings, and Gemma-2's final soft-cap
@@ -19,13 +19,6 @@ TAU = 2.3
 EXTRA = {
     "llama-tied": ("LlamaConfig", {"tie_word_embeddings": True}),
     "gemma2": ("Gemma2Config", {"head_dim": 8, "final_logit_softcapping": 0.5}),
-}
-LORA_ON_OUTPUT = {
-    "peft_type": "LORA",
-    "r": 4,
-    "lora_alpha": 8,
-    "target_modules": r".*(q_proj|qkv_proj|lm_head)",
-    "init_lora_weights": False,  # B != 0: the adapter changes the outputs
 }
 CHUNKS = (1, 4, 10_000)  # one position at a time, some, more than the batch holds
 
@@ -145,3 +138,12 @@ def test_the_full_logits_path_is_the_model_s_own_logits():
         torch.testing.assert_close(positions.states, expected)
         chunked = forward(model, batch, chunk_size=8)
         torch.testing.assert_close(chunked.project(chunked.states), expected)
+
+
+def test_the_docs_list_the_families_that_take_the_chunked_path():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "memory.md").read_text()
+    table = text.split("## Which path each model family takes")[1].split("\n\n")[1]
+    rows = [line.split("|")[2].strip(" `") for line in table.splitlines()[2:]]
+    assert sorted(rows) == sorted(PROJECTED)

@@ -1,1 +1,8 @@
-"""DareU: unlearning by de-attribution (PPO against a frozen owner classifier)."""
+"""DareU: unlearning by de-attribution (PPO against a frozen owner classifier).
+
+``trainer`` imports open-unlearning's ``trainer`` package: it is loaded by registration.
+"""
+
+from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
+
+__all__ = ["OTHER", "OwnerClassifier"]

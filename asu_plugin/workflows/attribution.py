@@ -43,7 +43,7 @@ from omegaconf import OmegaConf
 from transformers import AutoModelForSequenceClassification
 
 from asu_plugin.core.inputs import cut_at_stop, left_pad, stop_ids
-from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
+from asu_plugin.dareu import OTHER, OwnerClassifier
 from asu_plugin.workflows.calibrate import split_files
 from asu_plugin.workflows.calibration.measure import host_encoder
 from asu_plugin.workflows.entry import workflow

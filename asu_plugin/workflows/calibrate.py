@@ -37,7 +37,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoConfig
 
-from asu_plugin.asu.smoothing import check_temperature
+from asu_plugin.asu import check_temperature
 from asu_plugin.workflows.calibration.measure import host_encoder, prepare, sweep
 from asu_plugin.workflows.calibration.report import write_report
 from asu_plugin.workflows.calibration.rule import recommend, recommendation_text

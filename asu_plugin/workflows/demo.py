@@ -32,7 +32,7 @@ from typing import NamedTuple
 import torch
 import transformers
 
-from asu_plugin.asu.smoothing import check_temperature
+from asu_plugin.asu import check_temperature
 from asu_plugin.core.checks import check_weight
 from asu_plugin.workflows import smollm2
 from asu_plugin.workflows.entry import WorkflowError, checked, stops

@@ -7,7 +7,7 @@ probability is the host's Q_A_Prob, computed in-process.
 import torch
 from omegaconf import OmegaConf
 
-from asu_plugin.asu.smoothing import AttentionSmoothing
+from asu_plugin.asu import AttentionSmoothing
 from asu_plugin.core.inputs import IGNORE_INDEX, left_pad
 from asu_plugin.workflows.calibration.tokens import token_classes
 from asu_plugin.workflows.host import host_module

@@ -84,3 +84,24 @@ def pack(prompts, responses, pad_id):
         "attention_mask": mask.to(device),
         "labels": labels.to(device),
     }
+
+
+@torch.no_grad()
+def greedy_responses(model, tokenizer, prompts, max_new_tokens, batch_size=8):
+    """Greedy responses to ``prompts`` (token tensors), generated ``batch_size`` at a time
+    from left-padded batches, each cut after its first stop token."""
+    stops, pad = stop_ids(model, tokenizer), tokenizer.pad_token_id
+    responses = []
+    for start in range(0, len(prompts), batch_size):
+        input_ids, mask = left_pad(prompts[start : start + batch_size], pad)
+        output = model.generate(
+            input_ids=input_ids.to(model.device),
+            attention_mask=mask.to(model.device),
+            do_sample=False,
+            top_p=None,
+            temperature=None,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad,
+        )
+        responses += cut_at_stop(output[:, input_ids.shape[1] :].cpu(), stops)
+    return responses

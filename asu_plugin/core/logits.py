@@ -115,7 +115,9 @@ def _chunked(function, chunk_size, *rows):
     """``function`` on ``chunk_size`` rows at a time (None: all at once), each chunk
     recomputed for backward; the results concatenated."""
     count = len(rows[0])
-    size = chunk_size or max(count, 1)
+    if count == 0:
+        return function(*rows)
+    size = chunk_size or count
     return torch.cat(
         [
             checkpoint(function, *(r[i : i + size] for r in rows), use_reentrant=False)
@@ -167,6 +169,19 @@ def kl_and_logprobs(student, teacher, labels, chunk_size=CHUNK_SIZE):
     kl = sequence_mean(terms[:, 0], positions)
     logprobs = terms.new_zeros(positions.shape).masked_scatter(positions, terms[:, 1])
     return kl, logprobs
+
+
+def label_logprobs(model_positions, labels, chunk_size=CHUNK_SIZE):
+    """The log-probability of each label token (position t predicting label t + 1), in
+    the batch's order, ``[tokens]``."""
+    positions = label_positions(labels)
+
+    def logprobs(rows, targets):
+        log_p = F.log_softmax(model_positions.project(rows).float(), dim=-1)
+        return log_p.gather(-1, targets[:, None])[:, 0]
+
+    rows = model_positions.states[:, :-1][positions]
+    return _chunked(logprobs, chunk_size, rows, labels[:, 1:][positions])
 
 
 def sequence_kl(student_logits, teacher_logits, labels):

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from transformers import AutoModelForSequenceClassification
 
-from asu_plugin.core.inputs import cut_at_stop, left_pad, stop_ids
+from asu_plugin.core.checks import check_count
+from asu_plugin.core.inputs import greedy_responses
 from asu_plugin.dareu import OTHER, OwnerClassifier
 from asu_plugin.workflows.calibrate import split_files
 from asu_plugin.workflows.calibration.measure import host_encoder
@@ -109,9 +110,7 @@ def check_inputs(cfg):
             "other_splits is empty: the 'other' class needs text no owner wrote"
         )
     for name in ("epochs", "batch_size", "max_length", "max_new_tokens"):
-        value = cfg[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_count(name, cfg[name])
     splits = [
         cfg.owner_split,
         cfg.forget_split,
@@ -246,33 +245,15 @@ def train_classifier(model, tokenizer, texts, labels, cfg) -> list[float]:
     return losses
 
 
-@torch.no_grad()
-def greedy_texts(model, tokenizer, prompts, max_new_tokens, batch_size=8):
+def greedy_texts(model, tokenizer, prompts, max_new_tokens):
     """Greedy responses to ``prompts``: ``(question + response texts, answers)``."""
-    stops, pad = stop_ids(model, tokenizer), tokenizer.pad_token_id
-    texts, answers = [], []
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
-        input_ids, mask = left_pad(batch, pad)
-        output = model.generate(
-            input_ids=input_ids.to(model.device),
-            attention_mask=mask.to(model.device),
-            do_sample=False,
-            top_p=None,
-            temperature=None,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=pad,
-        )
-        responses = cut_at_stop(output[:, input_ids.shape[1] :].cpu(), stops)
-        texts += tokenizer.batch_decode(
-            [torch.cat([p, r]).tolist() for p, r in zip(batch, responses, strict=True)],
-            skip_special_tokens=True,
-        )
-        answers += [
-            a.strip()
-            for a in tokenizer.batch_decode(responses, skip_special_tokens=True)
-        ]
-    return texts, answers
+    responses = greedy_responses(model, tokenizer, prompts, max_new_tokens)
+    texts = tokenizer.batch_decode(
+        [torch.cat([p, r]).tolist() for p, r in zip(prompts, responses, strict=True)],
+        skip_special_tokens=True,
+    )
+    answers = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    return texts, [a.strip() for a in answers]
 
 
 def attribution(classifier, texts) -> dict:

@@ -33,7 +33,7 @@ import torch
 import transformers
 
 from asu_plugin.asu import check_temperature
-from asu_plugin.core.checks import check_weight
+from asu_plugin.core.checks import check_count, check_weight
 from asu_plugin.workflows import smollm2
 from asu_plugin.workflows.entry import WorkflowError, checked, stops
 from asu_plugin.workflows.host import host_commit, teacher_overrides
@@ -69,9 +69,7 @@ LEARNT_MARGIN = 0.2
 
 
 def check_epochs(epochs) -> int:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    return epochs
+    return check_count("epochs", epochs)
 
 
 class Knobs(NamedTuple):

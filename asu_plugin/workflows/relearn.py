@@ -18,7 +18,6 @@ refused naming the fields); an evaluation ``evals/<model>_steps<N>`` counts once
 
 import hashlib
 import json
-import math
 import re
 import shlex
 import shutil
@@ -27,6 +26,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from asu_plugin.core.checks import check_count, check_positive
 from asu_plugin.workflows.entry import BadSettings, checked, workflow
 from asu_plugin.workflows.host import host_commit, link_tofu
 from asu_plugin.workflows.runs import (
@@ -112,8 +112,8 @@ def check_config(cfg):
             "steps": lambda: _check_steps(list(cfg.steps)),
             "models": lambda: _check_models(cfg.models),
             "retain_model": lambda: _check_retain_model(cfg.retain_model, cfg.models),
-            "learning_rate": lambda: _check_learning_rate(cfg.learning_rate),
-            "batch_size": lambda: _check_batch_size(cfg.batch_size),
+            "learning_rate": lambda: check_positive("learning_rate", cfg.learning_rate),
+            "batch_size": lambda: check_count("batch_size", cfg.batch_size),
         }
     )
     if problems:
@@ -141,16 +141,6 @@ def _check_retain_model(retain_model, models):
         raise ValueError(
             f"retain_model {retain_model!r} is not in models ({list(models)})"
         )
-
-
-def _check_learning_rate(lr):
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"learning_rate must be a finite number > 0, got {lr}")
-
-
-def _check_batch_size(batch_size):
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
 
 
 def model_paths(cfg):

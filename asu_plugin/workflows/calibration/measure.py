@@ -8,7 +8,8 @@ import torch
 from omegaconf import OmegaConf
 
 from asu_plugin.asu import AttentionSmoothing
-from asu_plugin.core.inputs import IGNORE_INDEX, left_pad
+from asu_plugin.core import logits
+from asu_plugin.core.inputs import IGNORE_INDEX, greedy_responses, label_positions
 from asu_plugin.workflows.calibration.tokens import token_classes
 from asu_plugin.workflows.host import host_module
 from asu_plugin.workflows.text_metrics import fluency
@@ -54,22 +55,11 @@ def label_logprobs(model, items, pad_id, batch_size=8) -> list[torch.Tensor]:
         input_ids = right_pad((b["input_ids"] for b in batch), pad_id)
         labels = right_pad((b["labels"] for b in batch), IGNORE_INDEX)
         mask = right_pad((torch.ones_like(b["input_ids"]) for b in batch), 0)
-        logits = (
-            model(
-                input_ids=input_ids.to(model.device),
-                attention_mask=mask.to(model.device),
-            )
-            .logits[:, :-1]
-            .float()
-        )
-        targets = labels[:, 1:].to(model.device)
-        token_logprobs = torch.gather(
-            logits.log_softmax(-1), 2, targets.clamp(min=0).unsqueeze(-1)
-        ).squeeze(-1)
-        logprobs += [
-            lp[t != IGNORE_INDEX].cpu()
-            for lp, t in zip(token_logprobs, targets, strict=True)
-        ]
+        inputs = {"input_ids": input_ids, "attention_mask": mask}
+        inputs = {k: v.to(model.device) for k, v in inputs.items()}
+        positions = logits.forward(model, inputs)
+        values = logits.label_logprobs(positions, labels.to(model.device)).cpu()
+        logprobs += values.split(label_positions(labels).sum(-1).tolist())
     return logprobs
 
 
@@ -89,26 +79,11 @@ def class_probability(logprobs, items, kind) -> float | None:
     return sum(probs) / len(probs) if probs else None
 
 
-@torch.no_grad()
 def greedy_answers(model, tokenizer, prompts, max_new_tokens, batch_size=8):
-    """Greedy answers (special tokens dropped, stripped) to left-padded prompt batches."""
-    answers = []
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
-        input_ids, mask = left_pad(batch, tokenizer.pad_token_id)
-        width = input_ids.shape[1]
-        output = model.generate(
-            input_ids=input_ids.to(model.device),
-            attention_mask=mask.to(model.device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            top_p=None,
-            temperature=None,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        texts = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
-        answers += [text.strip() for text in texts]
-    return answers
+    """Greedy answers (special tokens dropped, stripped) to ``prompts``."""
+    responses = greedy_responses(model, tokenizer, prompts, max_new_tokens, batch_size)
+    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    return [text.strip() for text in texts]
 
 
 def prepare(encode, tokenizer, rows, splits):

@@ -10,6 +10,7 @@ time. With ``chunk_size=None``, or for a family this path does not reproduce exa
 once), ``forward`` returns the model's full logits and the same losses read those.
 """
 
+import functools
 import inspect
 import logging
 import math
@@ -79,11 +80,11 @@ class Positions(NamedTuple):
     outputs: Any
 
 
-def _keep_argument(lm):
+@functools.cache
+def _keep_argument(model_class, model_type):
     """The forward argument that limits the logits the model computes, or None where this
-    family takes the full logits (said once per family)."""
-    model_type = lm.config.model_type
-    parameters = inspect.signature(type(lm).forward).parameters
+    family takes the full logits (said once: the answer is cached per class)."""
+    parameters = inspect.signature(model_class.forward).parameters
     keep = next((k for k in _KEEP_ARGUMENTS if k in parameters), None)
     if model_type in PROJECTED and keep is not None:
         return keep
@@ -101,7 +102,11 @@ def forward(model, inputs, chunk_size=CHUNK_SIZE) -> Positions:
     """``model`` (wrapped or not) on ``inputs``' ``input_ids`` / ``attention_mask``."""
     model_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask")}
     lm = language_model(model)
-    keep = _keep_argument(lm) if chunk_size is not None else None
+    keep = (
+        _keep_argument(type(lm), lm.config.model_type)
+        if chunk_size is not None
+        else None
+    )
     if keep is None:
         outputs = model(**model_inputs)
         return Positions(outputs.logits, identity, outputs)

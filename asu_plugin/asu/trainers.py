@@ -3,7 +3,7 @@
 from trainer.unlearn.rmu import RMU
 
 from asu_plugin.asu.reference import Reference
-from asu_plugin.asu.smoothing import SmoothingSpec
+from asu_plugin.asu.smoothing import SmoothingSpec, check_temperature
 from asu_plugin.core.inputs import LM_KEYS, lm_inputs
 from asu_plugin.core.trainer import HostEntry, Unlearner
 
@@ -19,6 +19,7 @@ class ASU_GD(Unlearner):
     """
 
     LOGGED = ("forget_kl", "retain_loss")
+    SETTINGS = {"temperature": check_temperature}  # the layers need the model
 
     def __init__(self, temperature=2.3, layers=None, gamma=0.1, *args, **kwargs):
         # checked before the frozen copy is made; the teacher smooths that copy
@@ -69,6 +70,8 @@ class ASU_RMU(HostEntry, RMU):
     model's with attention temperature τ (on ``layers``; None: all). Retain and the
     trainable-parameter selection are RMU's. At τ = 1 the target is the frozen model itself.
     """
+
+    SETTINGS = {"temperature": check_temperature}
 
     def __init__(self, temperature=100.0, layers=None, *args, **kwargs):
         # checked before the frozen copy is made; the teacher smooths that copy

@@ -2,8 +2,17 @@
 retain terms (the host's NLL, or its KL to the starting model). Imports open-unlearning's
 ``trainer`` package: load via ``register()``."""
 
+from asu_plugin.core.checks import check_settings
 from asu_plugin.core.inputs import lm_inputs
 from asu_plugin.core.trainer import Unlearner
+
+
+def refuse_peft(peft):
+    if peft is not None:
+        raise ValueError(
+            f"the paper's baselines train all weights, got peft={peft!r}: "
+            "drop trainer.method_args.peft"
+        )
 
 
 class PaperBaseline(Unlearner):
@@ -11,13 +20,10 @@ class PaperBaseline(Unlearner):
     starting model. All weights train. Subclasses define ``compute_forget_loss``."""
 
     needs_start = False  # GradDiff's own frozen copy serves its KL retain term
+    SETTINGS = {"peft": refuse_peft}
 
     def __init__(self, *args, peft=None, **kwargs):
-        if peft is not None:
-            raise ValueError(
-                f"the paper's baselines train all weights, got peft={peft!r}: "
-                "drop trainer.method_args.peft"
-            )
+        check_settings(PaperBaseline, peft=peft)
         super().__init__(*args, **kwargs)
 
     def compute_forget_loss(self, model, inputs):

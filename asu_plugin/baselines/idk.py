@@ -1,10 +1,12 @@
 """IDK: NLL toward "I don't know" answers to the forget questions; retain NLL, KL or AP."""
 
+from functools import partial
+
 import torch.nn.functional as F
 from trainer.utils import compute_batch_nll
 
 from asu_plugin.baselines.base import PaperBaseline
-from asu_plugin.core.checks import check_positive
+from asu_plugin.core.checks import check_positive, check_settings
 from asu_plugin.core.inputs import lm_inputs
 
 IDK_DATA = "experiment=unlearn/tofu/idk_ap (forget data TOFU_QA_forget_idk)"
@@ -35,8 +37,10 @@ class IDK_AP(IDK_GD):
     same questions, ``-log σ(beta * (NLL(refusal) - NLL(answer))) / beta`` averaged over
     the batch, NLLs summed over each sequence's answer tokens."""
 
+    SETTINGS = {"beta": partial(check_positive, "beta")}
+
     def __init__(self, beta=0.1, *args, **kwargs):
-        self.beta = check_positive("beta", beta)
+        self.beta = check_settings(IDK_AP, beta=beta)["beta"]
         super().__init__(*args, **kwargs)
 
     def compute_retain_term(self, model, inputs):

@@ -1,12 +1,15 @@
 """The base of the plugin's trainers. Imports open-unlearning's ``trainer`` package: load via
 ``asu_plugin.register()``."""
 
+from functools import partial
+
 import torch
 from trainer.unlearn.grad_diff import GradDiff
 
 from asu_plugin.core.checks import (
     check_chunk_size,
     check_retain_loss_type,
+    check_settings,
     check_weight,
 )
 from asu_plugin.core.logits import CHUNK_SIZE
@@ -30,10 +33,17 @@ class Unlearner(HostEntry, GradDiff):
     (a frozen copy, or the student itself whose adapter they disable: no copy); the terms
     named in ``LOGGED`` are logged as their means since the last log.
     ``logits_chunk_size``: label positions whose logits are computed at once (null: full).
+    ``SETTINGS``: each setting's check, also run when the host's config is composed.
     """
 
     LOGGED = ()
     needs_start = True
+    SETTINGS = {
+        "gamma": partial(check_weight, "gamma"),
+        "alpha": partial(check_weight, "alpha"),
+        "retain_loss_type": check_retain_loss_type,
+        "logits_chunk_size": check_chunk_size,
+    }
 
     def __init__(
         self,
@@ -45,9 +55,15 @@ class Unlearner(HostEntry, GradDiff):
         *args,
         **kwargs,
     ):
-        check_retain_loss_type(retain_loss_type)
-        gamma, alpha = check_weight("gamma", gamma), check_weight("alpha", alpha)
-        self.logits_chunk_size = check_chunk_size(logits_chunk_size)
+        checked = check_settings(
+            Unlearner,
+            gamma=gamma,
+            alpha=alpha,
+            retain_loss_type=retain_loss_type,
+            logits_chunk_size=logits_chunk_size,
+        )
+        gamma, alpha = checked["gamma"], checked["alpha"]
+        self.logits_chunk_size = checked["logits_chunk_size"]
         self.uses_adapter = peft is not None
         if self.uses_adapter and kwargs.get("model") is not None:
             kwargs["model"] = add_adapter(kwargs["model"], peft)

@@ -17,17 +17,28 @@ MAX_UNKNOWN = (
 )
 
 
+def classifier_folder(path) -> Path:
+    """``path`` as a folder holding an owner classifier's ``config.json``."""
+    if path is None:
+        raise ValueError(
+            "DareU needs classifier=<owner classifier folder> (made by "
+            "`python -m asu_plugin.workflows.attribution`)"
+        )
+    folder = Path(str(path)).expanduser()
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no owner classifier at {folder} (no config.json): make one with "
+            "`python -m asu_plugin.workflows.attribution`"
+        )
+    return folder
+
+
 class OwnerClassifier:
     """Owner classifier at ``path``; ``owners`` are the labels whose probability mass the
     reward removes (``None``: the forget owners recorded in the folder's config)."""
 
     def __init__(self, path, owners=None, max_length=512):
-        self.path = Path(str(path)).expanduser()
-        if not (self.path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"no owner classifier at {self.path} (no config.json): make one with "
-                "`python -m asu_plugin.workflows.attribution`"
-            )
+        self.path = classifier_folder(path)
         self.config = AutoConfig.from_pretrained(self.path)
         self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         self.owners = self._resolve_owners(owners)

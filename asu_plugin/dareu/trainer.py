@@ -1,9 +1,16 @@
 """DareU trainer. Imports open-unlearning's ``trainer`` package: load via ``register()``."""
 
+from functools import partial
+
 import torch
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from asu_plugin.core.checks import check_count, check_positive, check_weight
+from asu_plugin.core.checks import (
+    check_count,
+    check_positive,
+    check_settings,
+    check_weight,
+)
 from asu_plugin.core.inputs import (
     cut_at_stop,
     left_pad,
@@ -14,7 +21,7 @@ from asu_plugin.core.inputs import (
 )
 from asu_plugin.core.start import StartingModel, eval_mode
 from asu_plugin.core.trainer import Unlearner
-from asu_plugin.dareu.classifier import OwnerClassifier
+from asu_plugin.dareu.classifier import OwnerClassifier, classifier_folder
 from asu_plugin.dareu.rollout import clipped_surrogate, group_advantages
 
 CHECKED_ROWS = 16  # forget rows whose text the classifier's tokenizer must read
@@ -33,6 +40,16 @@ class DareU(Unlearner):
     """
 
     LOGGED = ("reward", "kl", "retain_loss", "clip_share")
+    SETTINGS = {
+        "classifier": classifier_folder,
+        "num_samples": partial(
+            check_count, "num_samples (responses per prompt)", least=2
+        ),
+        "max_new_tokens": partial(check_count, "max_new_tokens"),
+        "steps_per_rollout": partial(check_count, "steps_per_rollout"),
+        "clip": partial(check_positive, "clip"),
+        "beta": partial(check_weight, "beta"),
+    }
 
     def __init__(
         self,
@@ -46,21 +63,26 @@ class DareU(Unlearner):
         *args,
         **kwargs,
     ):
-        self.num_samples = check_count(
-            "num_samples (responses per prompt)", num_samples, 2
+        checked = check_settings(
+            DareU,
+            classifier=classifier,
+            num_samples=num_samples,
+            max_new_tokens=max_new_tokens,
+            steps_per_rollout=steps_per_rollout,
+            clip=clip,
+            beta=beta,
         )
-        self.max_new_tokens = check_count("max_new_tokens", max_new_tokens, 1)
-        self.steps_per_rollout = check_count("steps_per_rollout", steps_per_rollout, 1)
-        self.clip = check_positive("clip", clip)
-        self.beta = check_weight("beta", beta)
+        for name in (
+            "num_samples",
+            "max_new_tokens",
+            "steps_per_rollout",
+            "clip",
+            "beta",
+        ):
+            setattr(self, name, checked[name])
         tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
         if tokenizer is None:
             raise ValueError("DareU needs the policy's tokenizer to read its responses")
-        if classifier is None:
-            raise ValueError(
-                "DareU needs classifier=<owner classifier folder> (made by "
-                "`python -m asu_plugin.workflows.attribution`)"
-            )
         self.classifier = OwnerClassifier(classifier, owners)
         self.classifier.check_reads(
             _forget_texts(kwargs.get("train_dataset"), tokenizer)

@@ -48,7 +48,12 @@ from asu_plugin.dareu import OTHER, OwnerClassifier
 from asu_plugin.workflows.calibrate import split_files
 from asu_plugin.workflows.calibration.measure import host_encoder
 from asu_plugin.workflows.entry import workflow
-from asu_plugin.workflows.host import host_module, require_host
+from asu_plugin.workflows.host import (
+    describe_device,
+    host_module,
+    require_host,
+    resolve_device,
+)
 from asu_plugin.workflows.tables import markdown_table
 from asu_plugin.workflows.tofu_format import read_jsonl
 
@@ -111,6 +116,7 @@ def check_inputs(cfg):
         )
     for name in ("epochs", "batch_size", "max_length", "max_new_tokens"):
         check_count(name, cfg[name])
+    resolve_device(cfg.device)
     splits = [
         cfg.owner_split,
         cfg.forget_split,
@@ -194,8 +200,9 @@ def render(encode, tokenizer, question, answer) -> str:
     )
 
 
-def build_classifier(cfg, labels, tokenizer):
-    """The model config's LM with a fresh classification head over ``labels``."""
+def build_classifier(cfg, labels, tokenizer, device="cpu"):
+    """The model config's LM with a fresh classification head over ``labels``, on
+    ``device``."""
     model_args = OmegaConf.to_container(cfg.model.model_args, resolve=True)
     model_args["torch_dtype"] = torch.float32  # trained here, in full precision
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -204,7 +211,7 @@ def build_classifier(cfg, labels, tokenizer):
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
         pad_token_id=tokenizer.pad_token_id,
-    )
+    ).to(device)
     if not cfg.train_body:  # the head alone: parameters outside the base LM
         prefix = model.base_model_prefix + "."
         for name, param in model.named_parameters():
@@ -230,13 +237,12 @@ def train_classifier(model, tokenizer, texts, labels, cfg) -> list[float]:
                 padding=True,
                 truncation=True,
                 max_length=cfg.max_length,
-            )
+            ).to(model.device)
             logits = model(
                 input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]
             ).logits
-            loss = F.cross_entropy(
-                logits.float(), torch.tensor([labels[i] for i in batch])
-            )
+            targets = torch.tensor([labels[i] for i in batch], device=model.device)
+            loss = F.cross_entropy(logits.float(), targets)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
@@ -309,12 +315,14 @@ def held_out_report(classifier, held_out, texts) -> dict:
     return report
 
 
-def model_answers(host, cfg, path, prompts):
-    """Greedy forget answers of the model at ``path`` (the model config's loader)."""
+def model_answers(host, cfg, path, prompts, device="cpu"):
+    """Greedy forget answers of the model at ``path`` (the model config's loader) on
+    ``device``."""
     model_cfg = cfg.model.copy()
     model_cfg.model_args.pretrained_model_name_or_path = str(path)
     model, tokenizer = host_module(host, "model").get_model(model_cfg)
-    return greedy_texts(model.eval(), tokenizer, prompts, cfg.max_new_tokens)
+    model = model.to(device).eval()
+    return greedy_texts(model, tokenizer, prompts, cfg.max_new_tokens)
 
 
 def write_report(out, command, record):
@@ -366,7 +374,8 @@ def write_report(out, command, record):
 def make_classifier(cfg, command):
     """Check the inputs, train and save the classifier, measure it; the record."""
     rows, names, forget = check_inputs(cfg)
-    host = require_host()
+    host, device = require_host(), resolve_device(cfg.device)
+    print(f"attribution: {describe_device(device, cfg.num_threads)}", flush=True)
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     tokenizer = host_module(host, "model").get_tokenizer(cfg.model.tokenizer_args)
@@ -375,7 +384,7 @@ def make_classifier(cfg, command):
     labels = [*dict.fromkeys(names), OTHER]
     index = {label: i for i, label in enumerate(labels)}
     start_cpu = time.process_time()
-    model = build_classifier(cfg, labels, tokenizer)
+    model = build_classifier(cfg, labels, tokenizer, device)
     train_texts = [render(encode, tokenizer, q, a) for q, a, _ in train]
     losses = train_classifier(
         model, tokenizer, train_texts, [index[label] for *_, label in train], cfg
@@ -385,7 +394,7 @@ def make_classifier(cfg, command):
     model.config.forget_owners = forget
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    classifier = OwnerClassifier(folder, max_length=cfg.max_length).load()
+    classifier = OwnerClassifier(folder, max_length=cfg.max_length).load(device)
     held_texts = [render(encode, tokenizer, q, a) for q, a, *_ in held_out]
     record = {
         "command": command,
@@ -405,7 +414,7 @@ def make_classifier(cfg, command):
     ]
     for role in ("target", "retain"):
         if cfg[role] is not None:
-            texts, answers = model_answers(host, cfg, cfg[role], prompts)
+            texts, answers = model_answers(host, cfg, cfg[role], prompts, device)
             record["models"][role] = attribution(classifier, texts) | {
                 "answers": answers
             }

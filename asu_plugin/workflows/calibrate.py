@@ -42,7 +42,12 @@ from asu_plugin.workflows.calibration.measure import host_encoder, prepare, swee
 from asu_plugin.workflows.calibration.report import write_report
 from asu_plugin.workflows.calibration.rule import recommend, recommendation_text
 from asu_plugin.workflows.entry import BadSettings, checked, workflow
-from asu_plugin.workflows.host import host_module, require_host
+from asu_plugin.workflows.host import (
+    describe_device,
+    host_module,
+    require_host,
+    resolve_device,
+)
 from asu_plugin.workflows.tofu_format import read_jsonl
 
 # layer sets named by a part of the model's layers: (first part, end part, parts)
@@ -140,6 +145,7 @@ def check_inputs(cfg):
             model_path: lambda: num_layers(
                 cfg.model.model_args.pretrained_model_name_or_path
             ),
+            "device": lambda: resolve_device(cfg.device),
         }
     )
     if model_path in values:
@@ -157,18 +163,20 @@ def num_layers(model_path) -> int:
     return AutoConfig.from_pretrained(model_path).num_hidden_layers
 
 
-def load_model(host, model_cfg):
-    """Model and tokenizer as the host's ``get_model`` loads them for ``model_cfg``."""
+def load_model(host, model_cfg, device="cpu"):
+    """Model and tokenizer as the host's ``get_model`` loads them for ``model_cfg``, the
+    model on ``device``."""
     model, tokenizer = host_module(host, "model").get_model(model_cfg.copy())
-    return model.eval(), tokenizer
+    return model.to(device).eval(), tokenizer
 
 
 def calibrate(cfg, command):
     """Check the inputs, load the model, sweep, write the report; the chosen result."""
     temperatures, layer_sets, splits, files = check_inputs(cfg)
-    host = require_host()
+    host, device = require_host(), resolve_device(cfg.device)
+    print(f"calibrate: {describe_device(device, cfg.num_threads)}", flush=True)
     torch.set_num_threads(cfg.num_threads)
-    model, tokenizer = load_model(host, cfg.model)
+    model, tokenizer = load_model(host, cfg.model, device)
     encode = host_encoder(host, tokenizer, cfg.model.template_args, cfg.max_length)
     rows = {
         split: spread_rows(read_jsonl(path), cfg.rows) for split, path in files.items()

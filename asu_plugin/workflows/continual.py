@@ -4,7 +4,7 @@ Step k unlearns request k from step k-1's model with the host's ``src/train.py``
 teacher is re-taken from that model), then scores it with ``src/eval.py``. A finished step
 leaves ``step<k>/step.json``, recording all that defines it; a rerun skips finished steps,
 redoes an unfinished one and refuses a step finished under another configuration.
-Each host run's output goes to ``logs/step<k>.log`` / ``logs/step<k>_eval.log``.
+Each host run's output goes to ``logs/step<k>.log`` / ``logs/eval_step<k>.log``.
 After every step ``results.md`` and ``results.png`` cover all steps so far.
 
 ``python -m asu_plugin.workflows.continual model_path=... task_name=... [method=ASU_KL] ...``
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from asu_plugin.workflows.entry import BadSettings, workflow
-from asu_plugin.workflows.host import host_commit
+from asu_plugin.workflows.entry import BadSettings, checked, workflow
+from asu_plugin.workflows.host import describe_device, host_commit, resolve_device
 from asu_plugin.workflows.runs import Runs, same_record, scores, write_record
 from asu_plugin.workflows.tables import markdown_table
 
@@ -48,42 +48,37 @@ def check_requests(requests):
 
 def check_config(cfg):
     """``BadSettings`` naming every bad setting."""
-    check_requests(OmegaConf.to_container(cfg.requests, resolve=True))
+    problems = checked(
+        {
+            "device": lambda: resolve_device(cfg.device),
+            "requests": lambda: check_requests(
+                OmegaConf.to_container(cfg.requests, resolve=True)
+            ),
+        }
+    )[1]
+    if problems:
+        raise BadSettings(problems)
 
 
-def unlearn_overrides(cfg, k, request, model, out):
+def unlearn_overrides(cfg, request):
     return [
         "--config-name=unlearn.yaml",
         f"experiment={cfg.unlearn_experiment}",
         f"trainer={cfg.method}",
-        f"task_name={cfg.task_name}_step{k}",
-        f"model={cfg.model_config}",
-        f"model.model_args.pretrained_model_name_or_path={model}",
         f"forget_split={request['forget_split']}",
         f"retain_split={request['retain_split']}",
-        f"paths.output_dir={out}",
-        *cfg.train_overrides,
     ]
 
 
-def eval_overrides(cfg, k, request, model, out):
-    forget_split = request.get("eval_forget_split") or request["forget_split"]
-    return [
-        f"experiment={cfg.eval_experiment}",
-        f"task_name={cfg.task_name}_step{k}_eval",
-        f"model={cfg.model_config}",
-        f"model.model_args.pretrained_model_name_or_path={model}",
-        f"forget_split={forget_split}",
-        f"paths.output_dir={out}",
-        *cfg.eval_overrides,
-    ]
+def eval_forget_split(request):
+    return request.get("eval_forget_split") or request["forget_split"]
 
 
 def step_dir(out_dir, k):
     return Path(out_dir) / f"step{k}"
 
 
-def step_record(cfg, k, request, start_model, host_version):
+def step_record(cfg, k, request, start_model, host_version, device):
     """All that defines step ``k`` (and where its model goes), as ``step.json`` keeps it."""
     return {
         "step": k,
@@ -97,6 +92,7 @@ def step_record(cfg, k, request, start_model, host_version):
         "train_overrides": OmegaConf.to_container(cfg.train_overrides, resolve=True),
         "eval_overrides": OmegaConf.to_container(cfg.eval_overrides, resolve=True),
         "host": host_version,
+        "device": device,
     }
 
 
@@ -113,9 +109,8 @@ def _scored(folder):
     return {**record, **scores(folder / "eval")}
 
 
-def run_steps(cfg, run, host_version=""):
-    """Applies ``cfg.requests`` in order with ``run(script, name, overrides)`` (``Runs.run``);
-    returns the steps.
+def run_steps(cfg, runs, host_version=""):
+    """Applies ``cfg.requests`` in order through ``runs`` (``Runs``); returns the steps.
 
     ``host_version`` (``host_commit``) is recorded with each step: a finished step is
     reused only under the same host.
@@ -127,17 +122,28 @@ def run_steps(cfg, run, host_version=""):
     steps = []
     for k, request in enumerate(requests, 1):
         folder = step_dir(out, k)
-        record = step_record(cfg, k, request, model, host_version)
+        record = step_record(cfg, k, request, model, host_version, runs.device)
         if same_record(folder / "step.json", record, "use another out_dir"):
             print(f"step {k}: done before, skipped", flush=True)
         else:
             shutil.rmtree(folder, ignore_errors=True)  # an interrupted attempt
             print(f"step {k}: unlearning {request['forget_split']}", flush=True)
-            train = unlearn_overrides(cfg, k, request, model, record["model"])
-            run("train.py", f"step{k}", train)
+            name = f"step{k}"
+            train = unlearn_overrides(cfg, request)
+            runs.train(
+                name, model, train, extra=cfg.train_overrides, to=record["model"]
+            )
             print(f"step {k}: evaluating", flush=True)
-            scoring = eval_overrides(cfg, k, request, record["model"], folder / "eval")
-            run("eval.py", f"step{k}_eval", scoring)
+            runs.evaluate(
+                name,
+                record["model"],
+                extra=[
+                    f"forget_split={eval_forget_split(request)}",
+                    *cfg.eval_overrides,
+                ],
+                experiment=cfg.eval_experiment,
+                to=folder / "eval",
+            )
             # the step counts as done only once its record exists
             write_record(folder / "step.json", record)
         steps.append(_scored(folder))
@@ -190,9 +196,12 @@ EXAMPLE = (
 
 @workflow("continual", check_config, EXAMPLE)
 def main(cfg):
-    runs = Runs(cfg.out_dir, cfg.host_dir, work_dir=cfg.work_dir)
+    runs = Runs(
+        cfg.out_dir, cfg.host_dir, cfg.device, cfg.model_config, work_dir=cfg.work_dir
+    )
+    print(f"continual: {describe_device(runs.device)}", flush=True)
     cfg.out_dir = str(runs.out)
-    run_steps(cfg, runs.run, host_commit(runs.host))
+    run_steps(cfg, runs, host_commit(runs.host))
     print(f"results: {runs.out / 'results.md'}, {runs.out / 'results.png'}")
 
 

@@ -36,7 +36,12 @@ from asu_plugin.asu import check_temperature
 from asu_plugin.core.checks import check_count, check_weight
 from asu_plugin.workflows import smollm2
 from asu_plugin.workflows.entry import WorkflowError, checked, stops
-from asu_plugin.workflows.host import host_commit, teacher_overrides
+from asu_plugin.workflows.host import (
+    describe_device,
+    host_commit,
+    resolve_device,
+    teacher_overrides,
+)
 from asu_plugin.workflows.runs import Recipe, Runs
 from asu_plugin.workflows.tables import markdown_table
 from asu_plugin.workflows.targets import GENERATED, Setup, base, finetune, split_rows
@@ -281,12 +286,6 @@ def quiet():
         logging.disable(logging.NOTSET)
 
 
-def describe_device(device):
-    if device == "cuda":
-        return f"GPU ({torch.cuda.get_device_name()})"
-    return f"CPU ({os.environ['OMP_NUM_THREADS']} threads)"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m asu_plugin.workflows.demo", description=__doc__.splitlines()[0]
@@ -299,27 +298,33 @@ def main(argv=None):
     parser.add_argument("--gamma", help="the forget term's weight")
     parser.add_argument("--alpha", help="the retain term's weight")
     parser.add_argument("--epochs")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (the GPU when torch sees one), cpu or cuda",
+    )
     args = parser.parse_args(argv)
     parse = {
         "temperature": lambda text: check_temperature(float(text)),
         "gamma": lambda text: check_weight("gamma", float(text)),
         "alpha": lambda text: check_weight("alpha", float(text)),
         "epochs": lambda text: check_epochs(int(text)),
+        "device": resolve_device,
     }
     given, problems = checked(
         {
             f"--{knob}": partial(parse[knob], getattr(args, knob))
-            for knob in Knobs._fields
+            for knob in (*Knobs._fields, "device")
             if getattr(args, knob) is not None
         }
     )
     if problems:  # every bad one, as argparse words its own errors (exit 2)
         parser.error("\n".join(f"argument {k}: {v}" for k, v in problems.items()))
     model = MODELS[args.model]
+    device = given.pop("--device")
     knobs = model.knobs._replace(**{k[2:]: v for k, v in given.items()})
     source = "--temperature" if args.temperature else model.temperature_source
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     with quiet(), stops("demo"):
         if model.setup.pretrained:
             smollm2.prepare(model.setup.pretrained)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 import transformers
 from packaging.version import Version
 
@@ -49,6 +50,29 @@ def host_commit(host: Path) -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device="auto") -> str:
+    """``cuda`` or ``cpu`` for a workflow's ``device`` setting: ``auto`` is the GPU when torch
+    sees one."""
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}: one of {', '.join(DEVICES)}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda': torch sees no GPU here (use auto or cpu)")
+    return device
+
+
+def describe_device(device, threads=None) -> str:
+    """``GPU (<name>)`` or ``CPU (<n> threads)``: what a workflow's first line says.
+    ``threads``: the CPU threads it uses (default: each host run's ``OMP_NUM_THREADS``)."""
+    if device == "cuda":
+        return f"GPU ({torch.cuda.get_device_name()})"
+    return f"CPU ({threads or os.environ.get('OMP_NUM_THREADS', '1')} threads)"
 
 
 def device_overrides(device="cpu") -> list[str]:
@@ -116,8 +140,11 @@ def _hydra_item(item) -> str:
     return f"'{item}'"
 
 
-def run_host(host: Path, script: str, overrides, cwd: Path, device="cpu", **kwargs):
-    """Run ``src/<script>`` of the host with Hydra ``overrides``, offline, in ``cwd``."""
+def run_host(
+    host: Path, script: str, overrides, cwd: Path, device="cpu", launcher=(), **kwargs
+):
+    """Run ``src/<script>`` of the host with Hydra ``overrides``, offline, in ``cwd``;
+    ``launcher``: a Python script (and its arguments) that runs it."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
@@ -130,7 +157,7 @@ def run_host(host: Path, script: str, overrides, cwd: Path, device="cpu", **kwar
     }
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-    command = [sys.executable, str(Path(host) / "src" / script), *overrides]
+    command = [sys.executable, *launcher, str(Path(host) / "src" / script), *overrides]
     return subprocess.run(command, cwd=cwd, env=env, text=True, **kwargs)
 
 

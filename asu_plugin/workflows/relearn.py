@@ -28,7 +28,12 @@ from omegaconf import OmegaConf
 
 from asu_plugin.core.checks import check_count, check_positive
 from asu_plugin.workflows.entry import BadSettings, checked, workflow
-from asu_plugin.workflows.host import host_commit, link_tofu
+from asu_plugin.workflows.host import (
+    describe_device,
+    host_commit,
+    link_tofu,
+    resolve_device,
+)
 from asu_plugin.workflows.runs import (
     Recipe,
     Runs,
@@ -114,6 +119,7 @@ def check_config(cfg):
             "retain_model": lambda: _check_retain_model(cfg.retain_model, cfg.models),
             "learning_rate": lambda: check_positive("learning_rate", cfg.learning_rate),
             "batch_size": lambda: check_count("batch_size", cfg.batch_size),
+            "device": lambda: resolve_device(cfg.device),
         }
     )
     if problems:
@@ -152,15 +158,20 @@ def model_paths(cfg):
     return paths
 
 
-def setup_record(cfg, data, host_version):
+def setup_record(cfg, data, host_version, device):
     """All that defines an output folder but the models: ``setup.json``."""
     fields = (
         "forget_split", "relearn_fraction", "split_seed", "retain_model", "model_config",
         "tokenizer", "learning_rate", "batch_size", "drop_metrics", "train_overrides",
-        "eval_overrides", "device",
+        "eval_overrides",
     )  # fmt: skip
     values = OmegaConf.to_container(cfg, resolve=True)
-    return {**{key: values[key] for key in fields}, "data": data, "host": host_version}
+    return {
+        **{key: values[key] for key in fields},
+        "device": device,
+        "data": data,
+        "host": host_version,
+    }
 
 
 def relearn_overrides(cfg, steps):
@@ -170,7 +181,6 @@ def relearn_overrides(cfg, steps):
         f"data.train.TOFU_QA_full.args.hf_args.name={split_names(cfg.forget_split)['relearn']}",
         "++trainer.args.lr_scheduler_type=constant",
         f"++trainer.args.max_steps={steps}",  # overrides the epochs
-        *cfg.train_overrides,
     ]
 
 
@@ -201,7 +211,7 @@ def run_relearn(cfg, runs, data, command=""):
     """Every ``order(cfg)`` point not finished yet in ``runs``; the finished rows.
 
     ``command`` (the command line) heads ``results.md``."""
-    runs.claim(setup_record(cfg, data, host_commit(runs.host)))
+    runs.claim(setup_record(cfg, data, host_commit(runs.host), runs.device))
     recipe = Recipe(epochs=1, lr=cfg.learning_rate, batch_size=cfg.batch_size)
     paths, rows = model_paths(cfg), []
     for model, steps in order(cfg):
@@ -213,7 +223,12 @@ def run_relearn(cfg, runs, data, command=""):
             if steps:
                 runs.stage(f"{model}: relearning for {steps} steps")
                 start = runs.train(
-                    name, start, relearn_overrides(cfg, steps), recipe, cfg.tokenizer
+                    name,
+                    start,
+                    relearn_overrides(cfg, steps),
+                    recipe,
+                    cfg.tokenizer,
+                    extra=cfg.train_overrides,
                 )
             runs.stage(f"{model}: scoring the held-out part after {steps} steps")
             reference = cfg.retain_model and point_name(cfg.retain_model, 0)
@@ -282,6 +297,8 @@ EXAMPLE = (
 @workflow("relearn", check_config, EXAMPLE)
 def main(cfg):
     out = Path(cfg.out_dir).resolve()
+    runs = Runs(out, cfg.host_dir, cfg.device, cfg.model_config, quiet=True)
+    print(f"relearn: {describe_device(runs.device)}", flush=True)
     data = write_split_data(
         cfg.data_dir,
         out / "data",
@@ -290,7 +307,6 @@ def main(cfg):
         cfg.split_seed,
     )
     link_tofu(out, out / "data")
-    runs = Runs(out, cfg.host_dir, cfg.device, cfg.model_config, quiet=True)
     overrides = HydraConfig.get().overrides.task
     command = shlex.join(["python", "-m", "asu_plugin.workflows.relearn", *overrides])
     run_relearn(cfg, runs, data, command)

@@ -18,6 +18,7 @@ from asu_plugin.workflows.host import (
     device_overrides,
     model_overrides,
     require_host,
+    resolve_device,
     run_host,
 )
 from asu_plugin.workflows.text_metrics import repetition
@@ -83,15 +84,16 @@ def write_record(path, record, indent=2):
 class Runs:
     """Host runs in ``out``: models in ``out/<name>``, evaluations in ``out/evals/<name>``.
 
-    ``model``: the host model config (``configs/model/<model>.yaml``) every run loads with;
-    ``work_dir``: where the host scripts run (their relative data paths start there;
-    default ``out``).
+    ``device``: ``auto`` (the GPU when torch sees one), ``cpu`` or ``cuda``; ``model``: the
+    host model config (``configs/model/<model>.yaml``) every run loads with; ``work_dir``:
+    where the host scripts run (their relative data paths start there; default ``out``).
     """
 
     def __init__(
-        self, out, host=None, device="cpu", model="phi-1_5", quiet=True, work_dir=None
+        self, out, host=None, device="auto", model="phi-1_5", quiet=True, work_dir=None
     ):
-        self.out, self.device, self.model = Path(out).resolve(), device, model
+        self.out, self.model = Path(out).resolve(), model
+        self.device = resolve_device(device)
         self.work_dir = Path(work_dir).resolve() if work_dir else self.out
         self.host = require_host(host)
         self.quiet, self.start = quiet, time.time()
@@ -140,13 +142,28 @@ class Runs:
         (``path`` appears only once complete)."""
         partial = path.with_name(f"{path.name}.partial")
         shutil.rmtree(partial, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         make(partial)
         shutil.rmtree(path, ignore_errors=True)
         partial.rename(path)
         return path
 
-    def train(self, name, start, overrides, recipe, tokenizer=None, logging_steps=50):
-        """``src/train.py`` from model ``start`` without evaluation; the saved model's folder."""
+    def train(
+        self,
+        name,
+        start,
+        overrides,
+        recipe=None,
+        tokenizer=None,
+        logging_steps=50,
+        extra=(),
+        to=None,
+    ):
+        """``src/train.py`` from model ``start`` without evaluation into ``to`` (default
+        ``out/<name>``); the saved model's folder.
+
+        ``overrides`` first, then the model, device and recipe ones (``None``: the
+        experiment's own), then ``extra`` (the user's, which win)."""
 
         def make(partial):
             self.run(
@@ -158,13 +175,14 @@ class Runs:
                     *model_overrides(start, self.model, tokenizer),
                     *device_overrides(self.device),
                     *NO_EVAL,
-                    *recipe.overrides(),
+                    *(recipe.overrides() if recipe else ()),
                     f"trainer.args.logging_steps={logging_steps}",
                     f"paths.output_dir={partial}",
+                    *extra,
                 ],
             )
 
-        return self.complete(self.model_dir(name), make)
+        return self.complete(Path(to) if to else self.model_dir(name), make)
 
     def trained(self, name):
         return self.model_dir(name).is_dir()
@@ -177,8 +195,18 @@ class Runs:
             self.stage(stage)
         return self.train(name, start, overrides, recipe, **train)
 
-    def evaluate(self, name, model, retain_logs=None, extra=(), tokenizer=None):
-        """``src/eval.py`` (TOFU) of ``model`` into ``evals/<name>``.
+    def evaluate(
+        self,
+        name,
+        model,
+        retain_logs=None,
+        extra=(),
+        tokenizer=None,
+        experiment="eval/tofu/default",
+        to=None,
+    ):
+        """``src/eval.py`` (``experiment``) of ``model`` into ``to`` (default
+        ``evals/<name>``); ``extra``: overrides that come last.
 
         The host writes its results after every metric and reuses those already in its
         output folder, so a fresh folder is what keeps runs from mixing.
@@ -189,7 +217,7 @@ class Runs:
                 "eval.py",
                 f"eval_{name}",
                 [
-                    "experiment=eval/tofu/default",
+                    f"experiment={experiment}",
                     f"task_name={name}",
                     *model_overrides(model, self.model, tokenizer),
                     f"model.model_args.device_map={self.device}",
@@ -199,7 +227,7 @@ class Runs:
                 ],
             )
 
-        return self.complete(self.eval_dir(name), make)
+        return self.complete(Path(to) if to else self.eval_dir(name), make)
 
     def evaluated(self, name):
         return self.eval_dir(name).is_dir()

@@ -64,7 +64,7 @@ def base(runs, setup=GENERATED):
     Claims the folder for ``setup`` first; then writes the set and, unless ``setup`` starts
     from a pretrained model, the tiny Llama.
     """
-    runs.claim(setup.record())
+    runs.claim({**setup.record(), "device": runs.device})
     data = runs.out / "data"
     sizes = setup.write_data(out_dir=data, **setup.data_args)
     link_tofu(runs.out, data)

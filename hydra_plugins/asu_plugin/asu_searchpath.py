@@ -1,4 +1,5 @@
-"""Hydra plugin: adds asu-plugin's configs and registers ASU in a running open-unlearning."""
+"""Hydra plugin: adds asu-plugin's configs, its settings check, and registers ASU in a
+running open-unlearning."""
 
 import logging
 
@@ -11,6 +12,11 @@ logger = logging.getLogger(__name__)
 class ASUSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         search_path.append(provider="asu-plugin", path="pkg://asu_plugin.configs")
+        # first, so that its hydra/env/default.yaml (Hydra's own is empty) adds the
+        # settings check's callback; the folder holds nothing else
+        search_path.prepend(
+            provider="asu-plugin-check", path="pkg://asu_plugin.host_check"
+        )
         try:
             from asu_plugin.registration import register_loaded
 

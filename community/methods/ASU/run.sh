@@ -1,6 +1,7 @@
 #!/bin/bash
 # ASU on open-unlearning: TOFU forget01/05/10, MUSE News/Books, WMDP and continual TOFU.
-# Run from the open-unlearning root with asu-plugin installed (pip install asu-plugin),
+# Run from the open-unlearning root with the method in it (this folder's pull request, or
+# pip install asu-plugin),
 # after `python setup_data.py --eval_logs` (TOFU retain-model logs for forget quality).
 # DRY_RUN=1 bash run.sh composes every command's config (Hydra --cfg job) and trains nothing.
 set -euo pipefail

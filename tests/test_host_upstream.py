@@ -4,6 +4,7 @@ the host's own gates — its ``make quality`` with the ruff its CI pins, its ``s
 and bad input refused with nothing written."""
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from asu_plugin.workflows.host import NO_EVAL, device_overrides, link_tofu, run_
 from asu_plugin.workflows.tiny import build_tiny_classifier, build_tiny_llama, qa_texts
 from asu_plugin.workflows.tofu_format import REFUSALS, read_jsonl, write_refusals
 
-from conftest import NLI_LABELS, build_tiny_bert
+from conftest import HOST_TOFU_METRICS, NLI_LABELS, build_tiny_bert
 
 pytestmark = pytest.mark.host
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,15 +29,6 @@ WITHOUT_PLUGIN = (str(Path(__file__).with_name("without_plugin.py")),)
 HOST_RUFF = Path(sys.prefix) / "host-ruff" / "bin" / "ruff"  # `make host` installs it
 METHODS = list(upstream.CONTRIBUTIONS)
 SPLITS = ["forget_split=forget10", "retain_split=retain90", "holdout_split=holdout10"]
-HOST_METRICS = (  # the host's TOFU metrics; the paper's pre-compute what they read
-    "forget_truth_ratio",
-    "forget_quality",
-    "forget_Q_A_Prob",
-    "forget_Q_A_ROUGE",
-    "model_utility",
-    "privleak",
-    "extraction_strength",
-)
 
 
 @pytest.fixture(scope="module")
@@ -227,9 +219,10 @@ def train(host, run_dir, tiny, method, task, launcher=()):
         host, "train.py", overrides, run_dir, launcher=launcher, capture_output=True
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return AutoModelForCausalLM.from_pretrained(
-        run_dir / "saves" / "unlearn" / task
-    ).state_dict()
+    # the Trainer's closing log: the step's loss, printed in full
+    loss = re.findall(r"'train_loss': ([-+0-9.e]+)", result.stdout + result.stderr)
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "saves" / "unlearn" / task)
+    return float(loss[-1]), model.state_dict()
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m in TRAIN])
@@ -238,8 +231,11 @@ def test_the_branch_trains_without_the_plugin_as_the_plugin_does(
 ):
     run_dir, tiny, _ = run_dir
     worktree = branches[1][method]
-    ours = train(host, run_dir, tiny, method, f"plugin_{method}")
-    theirs = train(worktree, run_dir, tiny, method, f"branch_{method}", WITHOUT_PLUGIN)
+    our_loss, ours = train(host, run_dir, tiny, method, f"plugin_{method}")
+    loss, theirs = train(
+        worktree, run_dir, tiny, method, f"branch_{method}", WITHOUT_PLUGIN
+    )
+    assert abs(loss - our_loss) <= 1e-6
     start = AutoModelForCausalLM.from_pretrained(tiny).state_dict()
     assert any(not torch.equal(ours[k], start[k]) for k in ours)  # it trained
     # one SGD step at lr 1: the weights' difference is the gradients' difference
@@ -265,7 +261,7 @@ def test_the_metrics_branch_evaluates_without_the_plugin_as_the_plugin_does(
             "holdout_split=holdout10",
             "model.model_args.device_map=cpu",
             f"paths.output_dir={out}",
-            *(f"~eval.tofu.metrics.{m}" for m in HOST_METRICS),
+            *(f"~eval.tofu.metrics.{m}" for m in HOST_TOFU_METRICS),
         ]
         result = run_host(
             checkout,

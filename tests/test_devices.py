@@ -4,6 +4,7 @@ host run is hidden from it unless asked."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from asu_plugin.workflows.tofu_format import read_jsonl
 from conftest import fake_host
 
 FAKE_GPU = str(Path(__file__).with_name("fake_gpu.py"))
+# deepspeed, imported on the way on newer stacks, logs its accelerator to stdout first
+LIBRARY_LOG = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\] \[[A-Z]+\] ")
 GPU = "GPU (Fake GPU 80GB)"
 
 
@@ -43,6 +46,9 @@ def start(tmp_path, workflow, *args, host=None):
         [json.loads(line) for line in record.read_text().splitlines()]
         if record.exists()
         else []
+    )
+    result.stdout = "\n".join(
+        line for line in result.stdout.splitlines() if not LIBRARY_LOG.match(line)
     )
     return result, runs
 

@@ -334,17 +334,22 @@ def commit_message(method, files) -> str:
         "- a `docs/links.md` row",
         "",
         "How it was tested (asu-plugin's tests/test_host_upstream.py, on host main and on",
-        "the transformers-4.51 port): `make quality` with ruff 0.6.6 passes; `src/train.py`",
-        "(or `src/eval.py` for metrics) runs the method on a tiny model in an environment",
-        "without asu-plugin; the trainers give the plugin's loss and gradients on the same",
-        "batch (within 1e-6).",
+        "the transformers-4.51 port): the added and changed files pass ruff 0.6.6, and",
+        "`make quality` passes where the host's own tree does; `src/train.py` (or",
+        "`src/eval.py` for metrics) runs the method on a tiny model in an environment",
+        "without asu-plugin, and one step gives the plugin's loss and weights (within 1e-6).",
     ]
     return "\n".join(lines) + "\n"
 
 
-def git(*args, cwd, check=True):
+def git(*args, cwd, check=True, input=None):
     return subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=check
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=check,
+        input=input,
     )
 
 
@@ -356,12 +361,8 @@ def check_host(host, method, worktree) -> Path:
             f"unknown method {method!r}: one of {', '.join(CONTRIBUTIONS)}"
         )
     host = Path(host).expanduser().resolve()
-    top = (
-        git("rev-parse", "--show-toplevel", cwd=host, check=False)
-        if host.is_dir()
-        else None
-    )
-    if top is None or top.returncode or not (host / "src" / "train.py").is_file():
+    in_git = host.is_dir() and git("rev-parse", cwd=host, check=False).returncode == 0
+    if not in_git or not (host / "src" / "train.py").is_file():
         raise UpstreamError(
             f"{host} is not a git clone of open-unlearning: {CLONE}, then --host <it>"
         )
@@ -371,17 +372,15 @@ def check_host(host, method, worktree) -> Path:
             f"use a clone of its main branch ({CLONE})"
         )
     branch = branch_name(method)
-    if (
-        git(
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            f"refs/heads/{branch}",
-            cwd=host,
-            check=False,
-        ).returncode
-        == 0
-    ):
+    found = git(
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        f"refs/heads/{branch}",
+        cwd=host,
+        check=False,
+    )
+    if found.returncode == 0:
         raise UpstreamError(
             f"{host} has a branch {branch} already: delete it "
             f"(git -C {host} branch -D {branch}) or push that one"
@@ -399,9 +398,8 @@ def write_branch(host, method, worktree=None, source=SOURCE) -> Path:
         worktree or f"{Path(host).expanduser().resolve()}-{branch_name(method)}"
     )
     host = check_host(host, method, worktree)
-    files = branch_files(
-        host, method, source
-    )  # read and checked before anything is written
+    # everything read and checked before anything is written
+    files = branch_files(host, method, source)
     git("worktree", "add", "-q", "-b", branch_name(method), str(worktree), cwd=host)
     for path, text in files.items():
         target = worktree / path
@@ -416,12 +414,9 @@ def write_branch(host, method, worktree=None, source=SOURCE) -> Path:
             "-c",
             "user.email=upstream@localhost",
         ]
-    result = subprocess.run(
-        ["git", *identity, "commit", "-q", "-F", "-"],
-        cwd=worktree,
-        input=commit_message(method, files),
-        capture_output=True,
-        text=True,
+    message = commit_message(method, files)
+    result = git(
+        *identity, "commit", "-q", "-F", "-", cwd=worktree, check=False, input=message
     )
     if result.returncode:
         raise UpstreamError(f"git commit failed in {worktree}: {result.stderr.strip()}")

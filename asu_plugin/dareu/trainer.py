@@ -65,21 +65,14 @@ class DareU(Unlearner):
     ):
         checked = check_settings(
             DareU,
-            classifier=classifier,
             num_samples=num_samples,
             max_new_tokens=max_new_tokens,
             steps_per_rollout=steps_per_rollout,
             clip=clip,
             beta=beta,
-        )
-        for name in (
-            "num_samples",
-            "max_new_tokens",
-            "steps_per_rollout",
-            "clip",
-            "beta",
-        ):
-            setattr(self, name, checked[name])
+        )  # the classifier folder: by OwnerClassifier below, with the same check
+        for name, value in checked.items():
+            setattr(self, name, value)
         tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
         if tokenizer is None:
             raise ValueError("DareU needs the policy's tokenizer to read its responses")

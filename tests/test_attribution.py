@@ -8,7 +8,12 @@ from hydra import compose, initialize_config_dir
 
 import asu_plugin
 from asu_plugin.dareu.classifier import OTHER
-from asu_plugin.workflows.attribution import check_inputs, examples, owner_names
+from asu_plugin.workflows.attribution import (
+    check_inputs,
+    examples,
+    owner_names,
+    roc_auc,
+)
 from asu_plugin.workflows.demo_data import generate
 
 CONFIGS = str(Path(asu_plugin.__file__).parent / "configs" / "attribution")
@@ -104,9 +109,57 @@ def test_forget_contrast_trains_the_first_wrong_answers_and_holds_out_the_second
     ]
 
 
+def test_more_wrong_answers_train_as_other_and_the_next_is_held_out(data_dir):
+    cfg = config(data_dir, "forget_contrast=true", "wrong_answers=2")
+    rows, names, _ = check_inputs(cfg)
+    train, held_out = examples(cfg, rows, names)
+    trained = {answer for _, answer, label in train if label == OTHER}
+    for r in rows["forget10_perturbed"] + rows["retain_perturbed"]:
+        assert set(r["perturbed_answer"][:2]) <= trained
+    wrong = [x[1] for x in held_out if x[3] == "wrong_facts"]
+    assert wrong == [r["perturbed_answer"][2] for r in rows["forget10_perturbed"]]
+
+
+def test_reading_the_response_alone_swaps_no_questions_and_adds_own_answers(data_dir):
+    cfg = config(data_dir, "reads=response")
+    rows, names, _ = check_inputs(cfg)
+    own = [("Who wrote it?", "Someone wrote it.", "author_3")]
+    train, _ = examples(cfg, rows, names, own)
+    with_swaps, _ = examples(config(data_dir), rows, names)
+    owners, others = len(rows["full"]), 16 - round(16 * cfg.other_holdout)
+    contrast = 2 * len(rows["retain_perturbed"])
+    assert train == (
+        with_swaps[:owners]
+        + own
+        + with_swaps[owners : owners + others]
+        + with_swaps[-contrast:]
+    )
+
+
+@pytest.mark.parametrize(
+    "positive, negative, auc",
+    [
+        ([3, 4], [1, 2], 1.0),
+        ([1, 2], [3, 4], 0.0),
+        ([1, 3], [2, 2], 0.5),
+        ([2], [2], 0.5),
+    ],
+)
+def test_roc_auc_is_the_chance_a_positive_outscores_a_negative(positive, negative, auc):
+    assert roc_auc(positive, negative) == auc
+    sklearn = pytest.importorskip("sklearn.metrics")
+    labels = [1] * len(positive) + [0] * len(negative)
+    if 0 < sum(labels) < len(labels):
+        assert sklearn.roc_auc_score(labels, positive + negative) == pytest.approx(auc)
+
+
 @pytest.mark.parametrize(
     "overrides, error, message",
     [
+        (["reads=answer"], ValueError, "reads must be one of"),
+        (["self_answers=2"], ValueError, "self_answers=2 samples the target's"),
+        (["num_samples=1"], ValueError, "num_samples must be an integer >= 2"),
+        (["wrong_answers=0"], ValueError, "wrong_answers must be an integer >= 1"),
         (["forget_split=forget99"], FileNotFoundError, "missing split file"),
         (["rows_per_owner=9"], ValueError, "rows_per_owner must be"),
         (["forget_split=holdout10"], ValueError, "are not owner rows"),

@@ -1,11 +1,13 @@
 """DareU's parts without the host: the owner classifier's reward, rollouts, PPO math."""
 
+import json
+
 import pytest
 import torch
 
 from asu_plugin.core.inputs import cut_at_stop, left_pad, pack, prompt_ids
 from asu_plugin.core.logits import Positions, identity, kl_and_logprobs
-from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
+from asu_plugin.dareu.classifier import OTHER, READS, OwnerClassifier
 from asu_plugin.dareu.rollout import clipped_surrogate, group_advantages
 from asu_plugin.workflows.tiny import build_tiny_classifier, build_tokenizer
 
@@ -158,3 +160,23 @@ def test_clipped_objective_equals_the_unclipped_one_at_ratio_1():
     )
     torch.testing.assert_close(moved, ratio_e)
     assert 0 < clip_share < 1
+
+
+@pytest.mark.parametrize("reads", READS)
+def test_the_classifier_reads_what_its_config_says(tmp_path, tokenizer, reads):
+    folder = build_tiny_classifier(tmp_path, tokenizer, LABELS, ["author_1"])
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "reads": reads}))
+    prompt, response = (torch.tensor(tokenizer.encode(t)) for t in ("who wrote", " it"))
+    texts = OwnerClassifier(folder).texts(tokenizer, [prompt], [response])
+    whole = tokenizer.decode(torch.cat([prompt, response]), skip_special_tokens=True)
+    alone = tokenizer.decode(response, skip_special_tokens=True).strip()
+    assert texts == [whole if reads == "question_and_response" else alone]
+
+
+def test_a_classifier_reading_something_else_is_refused(tmp_path, tokenizer):
+    folder = build_tiny_classifier(tmp_path, tokenizer, LABELS, ["author_1"])
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "reads": "question"}))
+    with pytest.raises(ValueError, match="reads 'question'; known"):
+        OwnerClassifier(folder)

@@ -108,6 +108,11 @@ def test_tool_saves_a_classifier_of_the_owners_and_reports_both_ends(run_dir):
     # the target still says what the forget authors wrote; the retain model cannot
     assert models["target"]["forget_owner_probability"] > 0.8
     assert models["retain"]["forget_owner_probability"] < 0.5
+    # the sampled answers DareU scores: 4 per forget question, target above retain
+    separation = record["separation"]
+    assert separation["samples_per_model"] == 14 * 4
+    assert separation["auc"] > 0.5
+    assert separation["target_mean"] > separation["retain_mean"]
     assert (run_dir / "attribution" / "attribution.md").is_file()
 
 

@@ -86,22 +86,33 @@ def pack(prompts, responses, pad_id):
     }
 
 
+# DareU's rollouts: the model's own distribution, untruncated
+SAMPLING = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+GREEDY = {"do_sample": False, "top_p": None, "temperature": None}
+
+
 @torch.no_grad()
-def greedy_responses(model, tokenizer, prompts, max_new_tokens, batch_size=8):
-    """Greedy responses to ``prompts`` (token tensors), generated ``batch_size`` at a time
-    from left-padded batches, each cut after its first stop token."""
+def responses(
+    model, tokenizer, prompts, max_new_tokens, num_samples=None, batch_size=8
+):
+    """Responses to ``prompts`` (token tensors), generated ``batch_size`` prompts at a time
+    from left-padded batches, each cut after its first stop token: the greedy one per
+    prompt, or ``num_samples`` consecutive ones sampled as ``SAMPLING`` says."""
     stops, pad = stop_ids(model, tokenizer), tokenizer.pad_token_id
-    responses = []
+    how = (
+        GREEDY
+        if num_samples is None
+        else {**SAMPLING, "num_return_sequences": num_samples}
+    )
+    out = []
     for start in range(0, len(prompts), batch_size):
         input_ids, mask = left_pad(prompts[start : start + batch_size], pad)
         output = model.generate(
             input_ids=input_ids.to(model.device),
             attention_mask=mask.to(model.device),
-            do_sample=False,
-            top_p=None,
-            temperature=None,
             max_new_tokens=max_new_tokens,
             pad_token_id=pad,
+            **how,
         )
-        responses += cut_at_stop(output[:, input_ids.shape[1] :].cpu(), stops)
-    return responses
+        out += cut_at_stop(output[:, input_ids.shape[1] :].cpu(), stops)
+    return out

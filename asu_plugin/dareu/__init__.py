@@ -3,6 +3,6 @@
 ``trainer`` imports open-unlearning's ``trainer`` package: it is loaded by registration.
 """
 
-from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
+from asu_plugin.dareu.classifier import OTHER, READS, OwnerClassifier, read_texts
 
-__all__ = ["OTHER", "OwnerClassifier"]
+__all__ = ["OTHER", "READS", "OwnerClassifier", "read_texts"]

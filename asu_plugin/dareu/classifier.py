@@ -15,6 +15,26 @@ OTHER = "other"  # the label of text no owner wrote
 MAX_UNKNOWN = (
     0.05  # most unknown-token share of the policy's text the tokenizer may give
 )
+# What text a classifier reads (its config's ``reads``; folders without one read both):
+# the templated question + response, or the response alone, so that the question (which
+# names the author) cannot carry the attribution
+READS = ("question_and_response", "response")
+
+
+def read_texts(tokenizer, prompts, responses, reads) -> list[str]:
+    """The texts a classifier that ``reads`` gets for prompt / response token rows, as
+    ``tokenizer`` decodes them without special tokens."""
+    if reads not in READS:
+        raise ValueError(f"reads={reads!r}: a classifier reads one of {READS}")
+    if reads == "response":
+        texts = tokenizer.batch_decode(
+            [r.tolist() for r in responses], skip_special_tokens=True
+        )
+        return [t.strip() for t in texts]
+    return tokenizer.batch_decode(
+        [torch.cat([p, r]).tolist() for p, r in zip(prompts, responses, strict=True)],
+        skip_special_tokens=True,
+    )
 
 
 def classifier_folder(path) -> Path:
@@ -42,6 +62,11 @@ class OwnerClassifier:
         self.config = AutoConfig.from_pretrained(self.path)
         self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         self.owners = self._resolve_owners(owners)
+        self.reads = getattr(self.config, "reads", READS[0])
+        if self.reads not in READS:
+            raise ValueError(
+                f"the classifier at {self.path} reads {self.reads!r}; known: {READS}"
+            )
         self.owner_ids = [self.labels.index(o) for o in self.owners]
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.tokenizer.padding_side = "right"  # causal-LM heads pool the last non-pad
@@ -70,6 +95,10 @@ class OwnerClassifier:
                 f"has owner labels {[x for x in self.labels if x != OTHER]}"
             )
         return owners
+
+    def texts(self, tokenizer, prompts, responses) -> list[str]:
+        """What this classifier reads of prompt / response token rows."""
+        return read_texts(tokenizer, prompts, responses, self.reads)
 
     def check_reads(self, texts):
         """Refuse a tokenizer that turns more than ``MAX_UNKNOWN`` of ``texts``' tokens

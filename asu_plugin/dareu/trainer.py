@@ -12,6 +12,7 @@ from asu_plugin.core.checks import (
     check_weight,
 )
 from asu_plugin.core.inputs import (
+    SAMPLING,
     cut_at_stop,
     left_pad,
     lm_inputs,
@@ -97,17 +98,14 @@ class DareU(Unlearner):
     @torch.no_grad()
     def sample(self, model, prompts) -> list[torch.Tensor]:
         """``num_samples`` responses per prompt (consecutive), sampled from the model
-        itself (temperature 1, no top-k / top-p), each cut after its first stop token."""
+        itself (``SAMPLING``), each cut after its first stop token."""
         policy = self.accelerator.unwrap_model(model)
         input_ids, mask = left_pad(prompts, self.pad_id)
         with eval_mode(policy):
             output = policy.generate(
                 input_ids=input_ids,
                 attention_mask=mask,
-                do_sample=True,
-                temperature=1.0,
-                top_k=0,
-                top_p=1.0,
+                **SAMPLING,
                 num_return_sequences=self.num_samples,
                 max_new_tokens=self.max_new_tokens,
                 pad_token_id=self.pad_id,
@@ -125,13 +123,7 @@ class DareU(Unlearner):
         prompts = prompt_ids(forget_inputs)
         responses = self.sample(model, prompts)
         prompts = [p for p in prompts for _ in range(self.num_samples)]
-        texts = self.policy_tokenizer.batch_decode(
-            [
-                torch.cat([p, r]).tolist()
-                for p, r in zip(prompts, responses, strict=True)
-            ],
-            skip_special_tokens=True,
-        )
+        texts = self.classifier.texts(self.policy_tokenizer, prompts, responses)
         rewards = self.rewards(texts).to(prompts[0].device)
         return {
             "inputs": pack(prompts, responses, self.pad_id),

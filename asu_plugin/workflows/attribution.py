@@ -43,8 +43,8 @@ from omegaconf import OmegaConf
 from transformers import AutoModelForSequenceClassification
 
 from asu_plugin.core.checks import check_count
-from asu_plugin.core.inputs import greedy_responses
-from asu_plugin.dareu import OTHER, OwnerClassifier
+from asu_plugin.core.inputs import IGNORE_INDEX, responses
+from asu_plugin.dareu import OTHER, READS, OwnerClassifier, read_texts
 from asu_plugin.workflows.calibrate import split_files
 from asu_plugin.workflows.calibration.measure import host_encoder
 from asu_plugin.workflows.entry import workflow
@@ -116,6 +116,15 @@ def check_inputs(cfg):
         )
     for name in ("epochs", "batch_size", "max_length", "max_new_tokens"):
         check_count(name, cfg[name])
+    check_count("wrong_answers", cfg.wrong_answers)
+    check_count("num_samples", cfg.num_samples, least=2)
+    check_count("self_answers", cfg.self_answers, least=0)
+    if cfg.reads not in READS:
+        raise ValueError(f"reads must be one of {READS}, got {cfg.reads!r}")
+    if cfg.self_answers and cfg.target is None:
+        raise ValueError(
+            f"self_answers={cfg.self_answers} samples the target's answers: set target="
+        )
     resolve_device(cfg.device)
     splits = [
         cfg.owner_split,
@@ -137,20 +146,22 @@ def check_inputs(cfg):
     return rows, names, forget
 
 
-def examples(cfg, rows, names):
-    """``(train, held_out)`` lists of ``(question, answer, label)``."""
+def examples(cfg, rows, names, own_answers=()):
+    """``(train, held_out)`` lists of ``(question, answer, label)``; ``own_answers``:
+    the target's ``(question, answer, owner)`` samples, trained as their owner's."""
     rng = random.Random(cfg.seed)
     owner_rows = rows[cfg.owner_split]
     train = [
         (r["question"], r["answer"], n) for r, n in zip(owner_rows, names, strict=True)
     ]
+    train += list(own_answers)
     other = [
         (r["question"], r["answer"], OTHER) for s in cfg.other_splits for r in rows[s]
     ]
     rng.shuffle(other)
     held = round(len(other) * cfg.other_holdout)
     held_out, train = other[:held], train + other[held:]
-    if cfg.swap_questions:
+    if cfg.swap_questions and cfg.reads != "response":
         questions = [(q, label) for q, _, label in train]
         swapped = []
         for _, answer, label in train:
@@ -162,12 +173,14 @@ def examples(cfg, rows, names):
     held_out = [(*x, "other") for x in held_out]
     owner_of = {r["question"]: n for r, n in zip(owner_rows, names, strict=True)}
     for split in cfg.contrast_splits:
-        train += [x[:3] for x in contrast_pairs(cfg, rows[split], owner_of)]
+        pairs = contrast_pairs(cfg, rows[split], owner_of, count=cfg.wrong_answers)
+        train += [x[:3] for x in pairs]
     for split in cfg.eval_splits:
-        if cfg.forget_contrast:  # first wrong-facts answers train, second held out
-            pairs = contrast_pairs(cfg, rows[split], owner_of)
+        trained = cfg.wrong_answers if cfg.forget_contrast else 0
+        if trained:  # the first wrong-facts answers train, the next one is held out
+            pairs = contrast_pairs(cfg, rows[split], owner_of, count=trained)
             train += [x[:3] for x in pairs if x[3] == "wrong_facts"]
-        held_out += contrast_pairs(cfg, rows[split], owner_of, int(cfg.forget_contrast))
+        held_out += contrast_pairs(cfg, rows[split], owner_of, trained)
     if not any(kind == "paraphrase" for *_, kind in held_out):
         raise ValueError(
             f"no row of {list(cfg.eval_splits)} has an owner question and a "
@@ -176,9 +189,9 @@ def examples(cfg, rows, names):
     return train, held_out
 
 
-def contrast_pairs(cfg, rows, owner_of, wrong=0):
-    """Per owner row: its paraphrased answer (the owner's) and its wrong-facts answer number
-    ``wrong`` (``other``), as ``(question, answer, label, kind)``."""
+def contrast_pairs(cfg, rows, owner_of, first=0, count=1):
+    """Per owner row: its paraphrased answer (the owner's) and its wrong-facts answers
+    ``first`` to ``first + count`` (``other``), as ``(question, answer, label, kind)``."""
     pairs = []
     for row in rows:
         question = row["question"]
@@ -189,15 +202,18 @@ def contrast_pairs(cfg, rows, owner_of, wrong=0):
             pairs.append((question, answer, owner_of[question], "paraphrase"))
         answers = row.get(cfg.wrong_answer_key) if cfg.wrong_answer_key else None
         answers = [answers] if isinstance(answers, str) else list(answers or [])
-        pairs += [(question, a, OTHER, "wrong_facts") for a in answers[wrong:][:1]]
+        chosen = answers[first : first + count]
+        pairs += [(question, a, OTHER, "wrong_facts") for a in chosen]
     return pairs
 
 
-def render(encode, tokenizer, question, answer) -> str:
-    """The text the reward reads: the templated QA pair without special tokens."""
-    return tokenizer.decode(
-        encode(question, answer)["input_ids"], skip_special_tokens=True
-    )
+def render(encode, tokenizer, question, answer, reads) -> str:
+    """The text the reward reads of a QA pair: the templated pair (or its answer alone,
+    as ``reads`` says) without special tokens."""
+    item = encode(question, answer)
+    start = int((item["labels"] != IGNORE_INDEX).int().argmax())
+    ids = item["input_ids"]
+    return read_texts(tokenizer, [ids[:start]], [ids[start:]], reads)[0]
 
 
 def build_classifier(cfg, labels, tokenizer, device="cpu"):
@@ -251,26 +267,25 @@ def train_classifier(model, tokenizer, texts, labels, cfg) -> list[float]:
     return losses
 
 
-def greedy_texts(model, tokenizer, prompts, max_new_tokens):
-    """Greedy responses to ``prompts``: ``(question + response texts, answers)``."""
-    responses = greedy_responses(model, tokenizer, prompts, max_new_tokens)
-    texts = tokenizer.batch_decode(
-        [torch.cat([p, r]).tolist() for p, r in zip(prompts, responses, strict=True)],
-        skip_special_tokens=True,
-    )
-    answers = tokenizer.batch_decode(responses, skip_special_tokens=True)
+def answer_texts(model, tokenizer, prompts, cfg, num_samples=None):
+    """Greedy (or ``num_samples`` sampled, DareU's way) responses to ``prompts``: the
+    texts the classifier reads and the answers."""
+    generated = responses(model, tokenizer, prompts, cfg.max_new_tokens, num_samples)
+    prompts = [p for p in prompts for _ in range(num_samples or 1)]
+    texts = read_texts(tokenizer, prompts, generated, cfg.reads)
+    answers = tokenizer.batch_decode(generated, skip_special_tokens=True)
     return texts, [a.strip() for a in answers]
 
 
 def attribution(classifier, texts) -> dict:
-    """Mean forget-owner probability and top-label shares of ``texts``."""
+    """Mean forget-owner probability (and each text's: ``scores``) and top-label shares
+    of ``texts``."""
     probs = classifier.probabilities(texts)
+    scores = probs[:, classifier.owner_ids].sum(-1)
     top = [classifier.labels[i] for i in probs.argmax(-1).tolist()]
     return {
-        "forget_owner_probability": probs[:, classifier.owner_ids]
-        .sum(-1)
-        .mean()
-        .item(),
+        "forget_owner_probability": scores.mean().item(),
+        "scores": scores.tolist(),
         "top_forget_owner": sum(t in classifier.owners for t in top) / len(top),
         "top_other": top.count(OTHER) / len(top),
         "top_another_owner": sum(t not in classifier.owners and t != OTHER for t in top)
@@ -315,14 +330,64 @@ def held_out_report(classifier, held_out, texts) -> dict:
     return report
 
 
-def model_answers(host, cfg, path, prompts, device="cpu"):
-    """Greedy forget answers of the model at ``path`` (the model config's loader) on
-    ``device``."""
+def roc_auc(positive, negative) -> float:
+    """The chance that a positive scores above a negative, ties half (Mann-Whitney)."""
+    wins = sum((p > n) + 0.5 * (p == n) for p in positive for n in negative)
+    return wins / (len(positive) * len(negative))
+
+
+def load_model(host, cfg, path, device="cpu"):
+    """The model at ``path`` through the model config's loader, on ``device``."""
     model_cfg = cfg.model.copy()
     model_cfg.model_args.pretrained_model_name_or_path = str(path)
     model, tokenizer = host_module(host, "model").get_model(model_cfg)
-    model = model.to(device).eval()
-    return greedy_texts(model, tokenizer, prompts, cfg.max_new_tokens)
+    return model.to(device).eval(), tokenizer
+
+
+def own_answers(model, tokenizer, encode, rows, names, cfg):
+    """``self_answers`` sampled answers of ``model`` to each owner row's question, as
+    ``(question, answer, owner)``: how the target itself words its owners' facts."""
+    torch.manual_seed(cfg.seed)
+    prompts = [
+        encode(r["question"], r["answer"], generate=True)["input_ids"] for r in rows
+    ]
+    generated = responses(
+        model, tokenizer, prompts, cfg.max_new_tokens, cfg.self_answers
+    )
+    answers = [
+        a.strip() for a in tokenizer.batch_decode(generated, skip_special_tokens=True)
+    ]
+    owners = [(r["question"], n) for r, n in zip(rows, names, strict=True)]
+    pairs = [x for x in owners for _ in range(cfg.self_answers)]
+    return [(q, a, n) for (q, n), a in zip(pairs, answers, strict=True) if a]
+
+
+def model_attribution(classifier, model, tokenizer, prompts, cfg) -> dict:
+    """How ``classifier`` attributes the model's greedy forget answers and, under
+    ``sampled``, its ``num_samples`` sampled ones per question (what DareU scores)."""
+    texts, answers = answer_texts(model, tokenizer, prompts, cfg)
+    torch.manual_seed(cfg.seed)
+    sampled, sampled_answers = answer_texts(
+        model, tokenizer, prompts, cfg, cfg.num_samples
+    )
+    return attribution(classifier, texts) | {
+        "answers": answers,
+        "sampled": attribution(classifier, sampled) | {"answers": sampled_answers},
+    }
+
+
+def separation(models) -> dict | None:
+    """Target against retain model on sampled forget answers: ROC AUC of the forget-owner
+    score and the two means."""
+    if not {"target", "retain"} <= set(models):
+        return None
+    target, retain = (models[m]["sampled"]["scores"] for m in ("target", "retain"))
+    return {
+        "samples_per_model": len(target),
+        "auc": roc_auc(target, retain),
+        "target_mean": sum(target) / len(target),
+        "retain_mean": sum(retain) / len(retain),
+    }
 
 
 def write_report(out, command, record):
@@ -339,9 +404,22 @@ def write_report(out, command, record):
         ),
         "",
     ]
-    if record["models"]:
+    if record["separation"]:
+        sep = record["separation"]
         lines += [
-            "## Greedy forget answers\n",
+            f"## Target against retain model, {sep['samples_per_model']} sampled forget "
+            "answers each\n",
+            markdown_table(
+                ["ROC AUC", "target mean", "retain mean"],
+                [[sep["auc"], sep["target_mean"], sep["retain_mean"]]],
+            ),
+            "",
+        ]
+    for title, of in (("Greedy", lambda m: m), ("Sampled", lambda m: m["sampled"])):
+        if not record["models"]:
+            break
+        lines += [
+            f"## {title} forget answers\n",
             "Forget-owner probability = minus DareU's reward.\n",
             markdown_table(
                 [
@@ -355,15 +433,16 @@ def write_report(out, command, record):
                 [
                     [
                         name,
-                        m["forget_owner_probability"],
-                        m["top_forget_owner"],
-                        m["top_other"],
-                        m["top_another_owner"],
-                        m["answers"][0][:60].replace("|", "/").replace("\n", " "),
+                        of(m)["forget_owner_probability"],
+                        of(m)["top_forget_owner"],
+                        of(m)["top_other"],
+                        of(m)["top_another_owner"],
+                        of(m)["answers"][0][:60].replace("|", "/").replace("\n", " "),
                     ]
                     for name, m in record["models"].items()
                 ],
             ),
+            "",
         ]
     (out / "attribution.md").write_text("\n".join(lines) + "\n")
     (out / "attribution.json").write_text(
@@ -380,44 +459,52 @@ def make_classifier(cfg, command):
     torch.manual_seed(cfg.seed)
     tokenizer = host_module(host, "model").get_tokenizer(cfg.model.tokenizer_args)
     encode = host_encoder(host, tokenizer, cfg.model.template_args, cfg.max_length)
-    train, held_out = examples(cfg, rows, names)
+    models = {
+        role: load_model(host, cfg, cfg[role], device)
+        for role in ("target", "retain")
+        if cfg[role] is not None
+    }
+    own = []
+    if cfg.self_answers:
+        own = own_answers(*models["target"], encode, rows[cfg.owner_split], names, cfg)
+    train, held_out = examples(cfg, rows, names, own)
     labels = [*dict.fromkeys(names), OTHER]
     index = {label: i for i, label in enumerate(labels)}
     start_cpu = time.process_time()
     model = build_classifier(cfg, labels, tokenizer, device)
-    train_texts = [render(encode, tokenizer, q, a) for q, a, _ in train]
+    train_texts = [render(encode, tokenizer, q, a, cfg.reads) for q, a, _ in train]
     losses = train_classifier(
         model, tokenizer, train_texts, [index[label] for *_, label in train], cfg
     )
     out = Path(cfg.out_dir)
     folder = out / "classifier"
-    model.config.forget_owners = forget
+    model.config.forget_owners, model.config.reads = forget, cfg.reads
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     classifier = OwnerClassifier(folder, max_length=cfg.max_length).load(device)
-    held_texts = [render(encode, tokenizer, q, a) for q, a, *_ in held_out]
+    held_texts = [render(encode, tokenizer, q, a, cfg.reads) for q, a, *_ in held_out]
     record = {
         "command": command,
         "classifier": str(folder),
         "model": str(cfg.model.model_args.pretrained_model_name_or_path),
+        "reads": cfg.reads,
         "labels": labels,
         "forget_owners": forget,
         "train_rows": len(train),
+        "own_answers": len(own),
         "train_loss": {"first": losses[0], "last": losses[-1]},
         "cpu_seconds": time.process_time() - start_cpu,
         "held_out": held_out_report(classifier, held_out, held_texts),
-        "models": {},
     }
     prompts = [
         encode(r["question"], r["answer"], generate=True)["input_ids"]
         for r in rows[cfg.forget_split]
     ]
-    for role in ("target", "retain"):
-        if cfg[role] is not None:
-            texts, answers = model_answers(host, cfg, cfg[role], prompts, device)
-            record["models"][role] = attribution(classifier, texts) | {
-                "answers": answers
-            }
+    record["models"] = {
+        role: model_attribution(classifier, *models[role], prompts, cfg)
+        for role in models
+    }
+    record["separation"] = separation(record["models"])
     write_report(out, command, record)
     return record
 

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from asu_plugin.asu import AttentionSmoothing
 from asu_plugin.core import logits
-from asu_plugin.core.inputs import IGNORE_INDEX, greedy_responses, label_positions
+from asu_plugin.core.inputs import IGNORE_INDEX, label_positions, responses
 from asu_plugin.workflows.calibration.tokens import token_classes
 from asu_plugin.workflows.host import host_module
 from asu_plugin.workflows.text_metrics import fluency
@@ -81,8 +81,10 @@ def class_probability(logprobs, items, kind) -> float | None:
 
 def greedy_answers(model, tokenizer, prompts, max_new_tokens, batch_size=8):
     """Greedy answers (special tokens dropped, stripped) to ``prompts``."""
-    responses = greedy_responses(model, tokenizer, prompts, max_new_tokens, batch_size)
-    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    generated = responses(
+        model, tokenizer, prompts, max_new_tokens, batch_size=batch_size
+    )
+    texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
     return [text.strip() for text in texts]
 
 

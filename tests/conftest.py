@@ -11,10 +11,12 @@ from transformers import (
     BertConfig,
     BertForSequenceClassification,
     BertModel,
+    LlamaConfig,
+    LlamaForSequenceClassification,
 )
 
-from asu_plugin.workflows.host import CLONE, host_dir, is_host
-from asu_plugin.workflows.tiny import build_tokenizer
+from asu_plugin.workflows.build.tiny import build_tokenizer
+from asu_plugin.workflows.run.host import CLONE, host_dir, is_host
 
 TINY = dict(
     vocab_size=96,
@@ -249,3 +251,25 @@ def pytest_terminal_summary(terminalreporter):
     if any(HOST_TESTS.values()):
         counts = ", ".join(f"{n} {what}" for what, n in HOST_TESTS.items())
         terminalreporter.write_line(f"host-marked tests: {counts}")
+
+
+def build_tiny_classifier(out_dir, tokenizer, labels, forget_owners=None, seed=0):
+    """Save a random tiny Llama owner classifier over ``labels`` with ``tokenizer``."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        forget_owners=forget_owners,
+    )
+    torch.manual_seed(seed)
+    LlamaForSequenceClassification(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

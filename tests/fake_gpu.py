@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import torch
 
-from asu_plugin.workflows import host
+from asu_plugin.workflows.run import host
 
 GPU = "Fake GPU 80GB"
 record, module, *args = sys.argv[1:]

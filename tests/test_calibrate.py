@@ -10,33 +10,32 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import asu_plugin
 from asu_plugin.asu.smoothing import AttentionSmoothing
-from asu_plugin.workflows import calibrate
-from asu_plugin.workflows.calibrate import (
-    check_temperatures,
-    resolve_layer_sets,
-    split_files,
-    spread_rows,
+from asu_plugin.workflows.build.authors import generate
+from asu_plugin.workflows.build.tiny import (
+    PROMPT,
+    build_tiny_llama,
+    build_tokenizer,
+    qa_texts,
 )
-from asu_plugin.workflows.calibration.measure import (
+from asu_plugin.workflows.build.tofu_format import read_jsonl, split_files
+from asu_plugin.workflows.calibrate import workflow as calibrate
+from asu_plugin.workflows.calibrate.measure import (
     answer_probability,
     class_probability,
     label_logprobs,
     prepare,
     sweep,
 )
-from asu_plugin.workflows.calibration.report import write_report
-from asu_plugin.workflows.calibration.rule import recommend
-from asu_plugin.workflows.calibration.tokens import is_function_token, token_classes
-from asu_plugin.workflows.demo_data import generate
-from asu_plugin.workflows.host import host_module
-from asu_plugin.workflows.text_metrics import fluency
-from asu_plugin.workflows.tiny import (
-    PROMPT,
-    build_tiny_llama,
-    build_tokenizer,
-    qa_texts,
+from asu_plugin.workflows.calibrate.report import write_report
+from asu_plugin.workflows.calibrate.rule import recommend
+from asu_plugin.workflows.calibrate.tokens import is_function_token, token_classes
+from asu_plugin.workflows.calibrate.workflow import (
+    check_temperatures,
+    resolve_layer_sets,
+    spread_rows,
 )
-from asu_plugin.workflows.tofu_format import read_jsonl
+from asu_plugin.workflows.run.fluency import fluency
+from asu_plugin.workflows.run.host import host_module, load_model
 
 from conftest import tiny_model
 
@@ -350,7 +349,7 @@ def test_a_small_run_writes_the_report_with_the_hosts_probability(host, tiny_run
 
 def host_forget_probability(host, cfg):
     """forget Q_A_Prob by the host's own preprocessing and ``evaluate_probability``."""
-    model, tokenizer = calibrate.load_model(host, cfg.model)
+    model, tokenizer = load_model(host, cfg.model)
     preprocess = host_module(host, "data.utils").preprocess_chat_instance
     evaluate = host_module(host, "evals.metrics.utils").evaluate_probability
     rows = spread_rows(read_jsonl(Path(cfg.data_dir) / "forget10.jsonl"), cfg.rows)

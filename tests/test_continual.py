@@ -10,8 +10,8 @@ from hydra import compose, initialize_config_dir
 
 import asu_plugin
 from asu_plugin.workflows import continual
-from asu_plugin.workflows.host import hydra_list
-from asu_plugin.workflows.runs import Runs
+from asu_plugin.workflows.run.host import hydra_list
+from asu_plugin.workflows.run.runs import Runs
 
 CONFIGS = str(Path(asu_plugin.__file__).parent / "configs" / "continual")
 
@@ -187,10 +187,10 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     import subprocess
     import sys
 
-    from asu_plugin.workflows.demo_data import generate
-    from asu_plugin.workflows.host import link_tofu
-    from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
-    from asu_plugin.workflows.tofu_format import read_jsonl
+    from asu_plugin.workflows.build.authors import generate
+    from asu_plugin.workflows.build.tiny import build_tiny_llama, qa_texts
+    from asu_plugin.workflows.build.tofu_format import read_jsonl
+    from asu_plugin.workflows.run.host import link_tofu
 
     generate(tmp_path / "data")
     link_tofu(tmp_path, tmp_path / "data")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from asu_plugin.workflows import smollm2
+from asu_plugin.workflows.build import smollm2
+from asu_plugin.workflows.build.targets import TINY_LLAMA, Setup, prepare
 from asu_plugin.workflows.demo import MODELS, Knobs, main, run_demo
-from asu_plugin.workflows.runs import RecordMismatch, Runs
-from asu_plugin.workflows.targets import TINY_LLAMA, Setup, prepare
+from asu_plugin.workflows.run.runs import RecordMismatch, Runs
 
 from conftest import fake_host
 

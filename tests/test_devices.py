@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from asu_plugin.workflows.demo_data import generate
-from asu_plugin.workflows.host import resolve_device
-from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
-from asu_plugin.workflows.tofu_format import read_jsonl
+from asu_plugin.workflows.build.authors import generate
+from asu_plugin.workflows.build.tiny import build_tiny_llama, qa_texts
+from asu_plugin.workflows.build.tofu_format import read_jsonl
+from asu_plugin.workflows.run.host import resolve_device
 
 from conftest import fake_host
 
@@ -115,7 +115,7 @@ def test_in_process_workflows_put_their_models_on_the_gpu(host, tmp_path):
     ]
     for workflow, more in (
         ("calibrate", "rows=4"),
-        ("attribution", "rows_per_owner=7"),
+        ("owner_classifier", "rows_per_owner=7"),
     ):
         out = f"out_dir={workflow}"
         result, _ = start(tmp_path, workflow, *settings, more, out, host=host)
@@ -126,5 +126,5 @@ def test_in_process_workflows_put_their_models_on_the_gpu(host, tmp_path):
 
 def test_every_workflow_config_defaults_to_auto():
     configs = Path(__file__).resolve().parents[1] / "asu_plugin" / "configs"
-    for name in ("attribution", "calibrate", "continual", "relearn"):
+    for name in ("owner_classifier", "calibrate", "continual", "relearn"):
         assert "\ndevice: auto " in (configs / name / "default.yaml").read_text()

@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from asu_plugin.core.checks import setting_checks, setting_problems
 from asu_plugin.host_check import config_problems
 from asu_plugin.registration import TRAINERS, trainer_class
-from asu_plugin.workflows.host import host_module, run_host
+from asu_plugin.workflows.run.host import host_module, run_host
 
 pytestmark = pytest.mark.host
 BAD = {  # setting -> a value its check refuses

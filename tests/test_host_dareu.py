@@ -13,17 +13,16 @@ from transformers import AutoModelForCausalLM
 import asu_plugin
 from asu_plugin.core.inputs import pack
 from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
-from asu_plugin.workflows.demo_data import generate
-from asu_plugin.workflows.tiny import (
-    build_tiny_classifier,
+from asu_plugin.workflows.build.authors import generate
+from asu_plugin.workflows.build.tiny import (
     build_tiny_llama,
     build_tokenizer,
     encode_qa,
     qa_texts,
 )
-from asu_plugin.workflows.tofu_format import read_jsonl
+from asu_plugin.workflows.build.tofu_format import read_jsonl
 
-from conftest import LORA_ON_OUTPUT
+from conftest import LORA_ON_OUTPUT, build_tiny_classifier
 
 pytestmark = pytest.mark.host
 OWNERS = [f"author_{k}" for k in range(20)]

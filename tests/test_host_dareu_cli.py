@@ -1,4 +1,4 @@
-"""DareU end to end: the attribution tool's classifier, then open-unlearning's own
+"""DareU end to end: the owner-classifier workflow's classifier, then open-unlearning's own
 src/train.py with trainer=DareU, on tiny Llamas finetuned on the demo's generated authors."""
 
 import ast
@@ -12,16 +12,16 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
-from asu_plugin.workflows.demo_data import generate
-from asu_plugin.workflows.host import (
+from asu_plugin.workflows.build.authors import generate
+from asu_plugin.workflows.build.tiny import build_tiny_llama, encode_qa, qa_texts
+from asu_plugin.workflows.build.tofu_format import read_jsonl
+from asu_plugin.workflows.run.host import (
     NO_EVAL,
     device_overrides,
     link_tofu,
     model_overrides,
     run_host,
 )
-from asu_plugin.workflows.tiny import build_tiny_llama, encode_qa, qa_texts
-from asu_plugin.workflows.tofu_format import read_jsonl
 
 pytestmark = pytest.mark.host
 ROWS_PER_AUTHOR = 7  # the demo's authors have 7 QA rows
@@ -57,7 +57,7 @@ def finetune(start, out, rows, steps=150, lr=3e-3):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, host):
     """Demo data as locuslab/TOFU, a target (all authors) and a retain model (forget
-    authors held out), and a classifier made by the attribution tool's command."""
+    authors held out), and a classifier made by the owner-classifier workflow's command."""
     run_dir = tmp_path_factory.mktemp("dareu_run")
     generate(run_dir / "data")
     link_tofu(run_dir, run_dir / "data")
@@ -71,7 +71,7 @@ def run_dir(tmp_path_factory, host):
     command = [
         sys.executable,
         "-m",
-        "asu_plugin.workflows.attribution",
+        "asu_plugin.workflows.owner_classifier",
         *model_overrides(run_dir / "target"),
         f"data_dir={run_dir / 'data'}",
         f"rows_per_owner={ROWS_PER_AUTHOR}",

@@ -16,12 +16,20 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import upstream
 from asu_plugin.dareu import OTHER
-from asu_plugin.workflows.demo_data import generate
-from asu_plugin.workflows.host import NO_EVAL, device_overrides, link_tofu, run_host
-from asu_plugin.workflows.tiny import build_tiny_classifier, build_tiny_llama, qa_texts
-from asu_plugin.workflows.tofu_format import REFUSALS, read_jsonl, write_refusals
+from asu_plugin.workflows.build.authors import generate
+from asu_plugin.workflows.build.tiny import (
+    build_tiny_llama,
+    qa_texts,
+)
+from asu_plugin.workflows.build.tofu_format import REFUSALS, read_jsonl, write_refusals
+from asu_plugin.workflows.run.host import NO_EVAL, device_overrides, link_tofu, run_host
 
-from conftest import HOST_TOFU_METRICS, NLI_LABELS, build_tiny_bert
+from conftest import (
+    HOST_TOFU_METRICS,
+    NLI_LABELS,
+    build_tiny_bert,
+    build_tiny_classifier,
+)
 
 pytestmark = pytest.mark.host
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,15 +13,15 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from asu_plugin.workflows.demo_data import generate
-from asu_plugin.workflows.host import (
+from asu_plugin.workflows.build.authors import generate
+from asu_plugin.workflows.build.tiny import build_tiny_llama, qa_texts
+from asu_plugin.workflows.build.tofu_format import read_jsonl
+from asu_plugin.workflows.run.host import (
     NO_EVAL,
     TRANSFORMERS_5,
     device_overrides,
     link_tofu,
 )
-from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
-from asu_plugin.workflows.tofu_format import read_jsonl
 
 pytestmark = pytest.mark.host
 

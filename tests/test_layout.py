@@ -1,6 +1,8 @@
 """The house's import rules, read from every module's imports: one shared layer under the
 methods; a method imports that layer and its own folder, never another method; workflows
-use the methods' public names (their packages), never their modules."""
+use the methods' public names (their packages), never their modules. Inside workflows the
+run layer imports no other room, the builders only the run layer, and a workflow the two
+and its own module or folder, never another workflow."""
 
 import ast
 from pathlib import Path
@@ -49,7 +51,27 @@ def allowed(where, module):
     return True  # the package's own files: its public names and the registry table
 
 
+WORKFLOWS = "asu_plugin.workflows"
+
+
+def workflow_room(path):
+    """The room of ``workflows/`` a module lives in: ``run``, ``build`` or a workflow's
+    name ("" for the package's own file)."""
+    parts = path.relative_to(PACKAGE / "workflows").parts
+    return parts[0] if len(parts) > 1 else path.stem.replace("__init__", "")
+
+
+def workflow_allowed(where, module):
+    if not within(module, WORKFLOWS):
+        return True
+    rooms = {"run": ("run",), "build": ("run", "build")}.get(
+        where, ("run", "build", where)
+    )
+    return within(module, *(f"{WORKFLOWS}.{r}" for r in rooms))
+
+
 MODULES = sorted(PACKAGE.rglob("*.py"))
+WORKFLOW_MODULES = [p for p in MODULES if room(p) == "workflows"]
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -61,6 +83,27 @@ def test_imports_keep_to_the_house_rules(path):
         if not allowed(where, module)
     ]
     assert not broken, f"{where or 'asu_plugin'}/ may not import: {broken}"
+
+
+@pytest.mark.parametrize(
+    "path", WORKFLOW_MODULES, ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_workflows_keep_to_their_rooms(path):
+    where = workflow_room(path)
+    broken = [
+        f"line {line}: {module}"
+        for line, module in imported(path)
+        if not workflow_allowed(where, module)
+    ]
+    assert not broken, f"workflows/{where or '__init__'} may not import: {broken}"
+
+
+def test_the_workflow_rules_catch_a_workflow_importing_another():
+    assert not workflow_allowed("owner_classifier", f"{WORKFLOWS}.calibrate.measure")
+    assert not workflow_allowed("build", f"{WORKFLOWS}.demo")
+    assert not workflow_allowed("run", f"{WORKFLOWS}.build.tofu_format")
+    assert workflow_allowed("demo", f"{WORKFLOWS}.build.targets")
+    assert workflow_allowed("calibrate", f"{WORKFLOWS}.calibrate.rule")
 
 
 def test_the_rules_catch_a_method_importing_another():

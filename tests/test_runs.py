@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from asu_plugin.workflows.runs import Recipe, Runs
+from asu_plugin.workflows.run.runs import Recipe, Runs
 
 from conftest import fake_host
 

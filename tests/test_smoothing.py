@@ -13,7 +13,7 @@ from packaging.version import Version
 from asu_plugin import AttentionSmoothing, smooth_attention
 from asu_plugin.asu.models import AttentionSmoothedForCausalLM
 from asu_plugin.asu.smoothing import SmoothingSpec
-from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.run.tables import markdown_table
 
 from conftest import FAMILIES, TINY, qa_batch, tiny_model
 

@@ -42,13 +42,13 @@ def classifier_folder(path) -> Path:
     if path is None:
         raise ValueError(
             "DareU needs classifier=<owner classifier folder> (made by "
-            "`python -m asu_plugin.workflows.attribution`)"
+            "`python -m asu_plugin.workflows.owner_classifier`)"
         )
     folder = Path(str(path)).expanduser()
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
             f"no owner classifier at {folder} (no config.json): make one with "
-            "`python -m asu_plugin.workflows.attribution`"
+            "`python -m asu_plugin.workflows.owner_classifier`"
         )
     return folder
 

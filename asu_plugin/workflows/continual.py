@@ -17,10 +17,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from asu_plugin.workflows.entry import BadSettings, checked, workflow
-from asu_plugin.workflows.host import describe_device, host_commit, resolve_device
-from asu_plugin.workflows.runs import Runs, same_record, scores, write_record
-from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.run.entry import BadSettings, checked, workflow
+from asu_plugin.workflows.run.host import describe_device, host_commit, resolve_device
+from asu_plugin.workflows.run.runs import Runs, same_record, scores, write_record
+from asu_plugin.workflows.run.tables import markdown_table
 
 PLOTTED = (  # drawn when present; the table holds these and the evaluator's summary
     "forget_Q_A_Prob",

@@ -34,17 +34,23 @@ import transformers
 
 from asu_plugin.asu import check_temperature
 from asu_plugin.core.checks import check_count, check_weight
-from asu_plugin.workflows import smollm2
-from asu_plugin.workflows.entry import WorkflowError, checked, stops
-from asu_plugin.workflows.host import (
+from asu_plugin.workflows.build import smollm2
+from asu_plugin.workflows.build.targets import (
+    GENERATED,
+    Setup,
+    base,
+    finetune,
+    split_rows,
+)
+from asu_plugin.workflows.run.entry import WorkflowError, checked, stops
+from asu_plugin.workflows.run.host import (
     describe_device,
     host_commit,
     resolve_device,
     teacher_overrides,
 )
-from asu_plugin.workflows.runs import Recipe, Runs
-from asu_plugin.workflows.tables import markdown_table
-from asu_plugin.workflows.targets import GENERATED, Setup, base, finetune, split_rows
+from asu_plugin.workflows.run.runs import Recipe, Runs
+from asu_plugin.workflows.run.tables import markdown_table
 
 # TOFU_EVAL.json keys: the host's summary metrics, the retain-set ones and the general
 # knowledge (real authors, world facts) its model_utility also averages in (harmonically:

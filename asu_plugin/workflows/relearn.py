@@ -27,22 +27,22 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from asu_plugin.core.checks import check_count, check_positive
-from asu_plugin.workflows.entry import BadSettings, checked, workflow
-from asu_plugin.workflows.host import (
+from asu_plugin.workflows.build.tofu_format import read_jsonl, write
+from asu_plugin.workflows.run.entry import BadSettings, checked, workflow
+from asu_plugin.workflows.run.host import (
     describe_device,
     host_commit,
     link_tofu,
     resolve_device,
 )
-from asu_plugin.workflows.runs import (
+from asu_plugin.workflows.run.runs import (
     Recipe,
     Runs,
     same_record,
     scores,
     write_record,
 )
-from asu_plugin.workflows.tables import markdown_table
-from asu_plugin.workflows.tofu_format import read_jsonl, write
+from asu_plugin.workflows.run.tables import markdown_table
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 PLOTTED = (  # held-out metrics, drawn when present

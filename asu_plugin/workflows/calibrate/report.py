@@ -2,13 +2,13 @@
 
 import json
 
-from asu_plugin.workflows.calibration.rule import (
+from asu_plugin.workflows.calibrate.rule import (
     RULE,
     content_drop,
     qualifies,
     recommendation_text,
 )
-from asu_plugin.workflows.tables import markdown_table
+from asu_plugin.workflows.run.tables import markdown_table
 
 HEADER = [
     "layer set",

@@ -8,15 +8,12 @@ from hydra import compose, initialize_config_dir
 
 import asu_plugin
 from asu_plugin.dareu.classifier import OTHER
-from asu_plugin.workflows.attribution import (
-    check_inputs,
-    examples,
-    owner_names,
-    roc_auc,
-)
-from asu_plugin.workflows.demo_data import generate
+from asu_plugin.workflows.build.authors import generate
+from asu_plugin.workflows.owner_classifier.examples import examples, owner_names
+from asu_plugin.workflows.owner_classifier.measure import roc_auc
+from asu_plugin.workflows.owner_classifier.workflow import check_inputs
 
-CONFIGS = str(Path(asu_plugin.__file__).parent / "configs" / "attribution")
+CONFIGS = str(Path(asu_plugin.__file__).parent / "configs" / "owner_classifier")
 
 
 @pytest.fixture(scope="module")

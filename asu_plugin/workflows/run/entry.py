@@ -24,7 +24,7 @@ from omegaconf.errors import (
     MissingMandatoryValue,
 )
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 class WorkflowError(Exception):

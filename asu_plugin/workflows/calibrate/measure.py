@@ -5,27 +5,12 @@ probability is the host's Q_A_Prob, computed in-process.
 """
 
 import torch
-from omegaconf import OmegaConf
 
 from asu_plugin.asu import AttentionSmoothing
 from asu_plugin.core import logits
 from asu_plugin.core.inputs import IGNORE_INDEX, label_positions, responses
-from asu_plugin.workflows.calibration.tokens import token_classes
-from asu_plugin.workflows.host import host_module
-from asu_plugin.workflows.text_metrics import fluency
-
-
-def host_encoder(host, tokenizer, template_args, max_length):
-    """``encode(question, answer, generate)``: the host's ``preprocess_chat_instance``."""
-    preprocess = host_module(host, "data.utils").preprocess_chat_instance
-    template = OmegaConf.to_container(template_args, resolve=True)
-
-    def encode(question, answer, generate=False):
-        return preprocess(
-            tokenizer, template, [question], [answer], max_length, generate
-        )
-
-    return encode
+from asu_plugin.workflows.calibrate.tokens import token_classes
+from asu_plugin.workflows.run.fluency import fluency
 
 
 def encode_split(encode, tokenizer, rows, classify=False):

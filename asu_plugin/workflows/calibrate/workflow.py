@@ -14,7 +14,7 @@ model config:
   every other token is a *content* token (a word piece that spells a listed word,
   e.g. "a" in "Kuw|a|it", counts as a function token: the rule reads tokens alone);
 - fluency of greedy answers to the forget questions: the empty-answer rate, the
-  repeated-word rate of the non-empty answers (``text_metrics.repetition``), a sample answer.
+  repeated-word rate of the non-empty answers (``run.fluency.repetition``), a sample answer.
 
 Recommendation (``RULE``): among the swept (layer set, τ > 1) whose forget function-token
 probability is at least ``min_function_ratio`` × its τ = 1 value, whose empty-answer rate
@@ -38,17 +38,18 @@ from omegaconf import OmegaConf
 from transformers import AutoConfig
 
 from asu_plugin.asu import check_temperature
-from asu_plugin.workflows.calibration.measure import host_encoder, prepare, sweep
-from asu_plugin.workflows.calibration.report import write_report
-from asu_plugin.workflows.calibration.rule import recommend, recommendation_text
-from asu_plugin.workflows.entry import BadSettings, checked, workflow
-from asu_plugin.workflows.host import (
+from asu_plugin.workflows.build.tofu_format import read_jsonl, split_files
+from asu_plugin.workflows.calibrate.measure import prepare, sweep
+from asu_plugin.workflows.calibrate.report import write_report
+from asu_plugin.workflows.calibrate.rule import recommend, recommendation_text
+from asu_plugin.workflows.run.entry import BadSettings, checked, workflow
+from asu_plugin.workflows.run.host import (
     describe_device,
-    host_module,
+    host_encoder,
+    load_model,
     require_host,
     resolve_device,
 )
-from asu_plugin.workflows.tofu_format import read_jsonl
 
 # layer sets named by a part of the model's layers: (first part, end part, parts)
 SPANS = {
@@ -108,18 +109,6 @@ def layer_set(spec, num_layers) -> tuple[str, list[int] | None]:
     return str(layers), layers
 
 
-def split_files(data_dir, splits) -> dict[str, Path]:
-    """Split name -> its ``<data_dir>/<split>.jsonl``, which must exist."""
-    files = {split: Path(data_dir).expanduser() / f"{split}.jsonl" for split in splits}
-    missing = [str(path) for path in files.values() if not path.is_file()]
-    if missing:
-        found = sorted(p.stem for p in Path(data_dir).expanduser().glob("*.jsonl"))
-        raise FileNotFoundError(
-            f"missing split file(s) {missing}; {data_dir} has splits {found}"
-        )
-    return files
-
-
 def spread_rows(rows, count):
     """``count`` rows spread evenly over ``rows`` (all of them when fewer)."""
     if count >= len(rows):
@@ -161,13 +150,6 @@ def check_inputs(cfg):
 def num_layers(model_path) -> int:
     """The number of layers in the config of ``model_path`` (a folder or hub id)."""
     return AutoConfig.from_pretrained(model_path).num_hidden_layers
-
-
-def load_model(host, model_cfg, device="cpu"):
-    """Model and tokenizer as the host's ``get_model`` loads them for ``model_cfg``, the
-    model on ``device``."""
-    model, tokenizer = host_module(host, "model").get_model(model_cfg.copy())
-    return model.to(device).eval(), tokenizer
 
 
 def calibrate(cfg, command):
@@ -222,7 +204,3 @@ def main(cfg):
     chosen = calibrate(cfg, command)
     print(recommendation_text(chosen))
     print(f"report: {Path(cfg.out_dir).resolve() / 'calibration.md'}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,12 +1,10 @@
-"""A tiny Llama (and owner classifier) and a word-level tokenizer built locally: no hub,
-for tests and the demo."""
+"""A tiny Llama and a word-level tokenizer built locally: no hub, for the demo and tests."""
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
-    LlamaForSequenceClassification,
     PreTrainedTokenizerFast,
 )
 
@@ -76,27 +74,5 @@ def build_tiny_llama(
     )
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
-
-
-def build_tiny_classifier(out_dir, tokenizer, labels, forget_owners=None, seed=0):
-    """Save a random tiny Llama owner classifier over ``labels`` with ``tokenizer``."""
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        forget_owners=forget_owners,
-    )
-    torch.manual_seed(seed)
-    LlamaForSequenceClassification(config).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir

@@ -121,3 +121,15 @@ REFUSALS = (
 def write_refusals(path):
     """``REFUSALS`` at ``path``, one a line (what ``idk_path`` takes)."""
     Path(path).write_text("".join(r + "\n" for r in REFUSALS))
+
+
+def split_files(data_dir, splits) -> dict[str, Path]:
+    """Split name -> its ``<data_dir>/<split>.jsonl``, which must exist."""
+    files = {split: Path(data_dir).expanduser() / f"{split}.jsonl" for split in splits}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        found = sorted(p.stem for p in Path(data_dir).expanduser().glob("*.jsonl"))
+        raise FileNotFoundError(
+            f"missing split file(s) {missing}; {data_dir} has splits {found}"
+        )
+    return files

@@ -1,4 +1,5 @@
-"""Run open-unlearning's ``src/train.py`` / ``src/eval.py`` offline, in a subprocess."""
+"""Run open-unlearning's ``src/train.py`` / ``src/eval.py`` offline, in a subprocess; load
+its models and encode QA pairs in-process, as it does."""
 
 import importlib
 import os
@@ -8,9 +9,10 @@ from pathlib import Path
 
 import torch
 import transformers
+from omegaconf import OmegaConf
 from packaging.version import Version
 
-from asu_plugin.workflows.entry import WorkflowError
+from asu_plugin.workflows.run.entry import WorkflowError
 
 # transformers 5 dropped TrainingArguments.logging_dir and sizes DeepSpeed's batch differently
 TRANSFORMERS_5 = Version(transformers.__version__).major >= 5
@@ -167,3 +169,23 @@ def host_module(host, name):
     if src not in sys.path:
         sys.path.insert(0, src)
     return importlib.import_module(name)
+
+
+def host_encoder(host, tokenizer, template_args, max_length):
+    """``encode(question, answer, generate)``: the host's ``preprocess_chat_instance``."""
+    preprocess = host_module(host, "data.utils").preprocess_chat_instance
+    template = OmegaConf.to_container(template_args, resolve=True)
+
+    def encode(question, answer, generate=False):
+        return preprocess(
+            tokenizer, template, [question], [answer], max_length, generate
+        )
+
+    return encode
+
+
+def load_model(host, model_cfg, device="cpu"):
+    """Model and tokenizer as the host's ``get_model`` loads them for ``model_cfg``, the
+    model on ``device``."""
+    model, tokenizer = host_module(host, "model").get_model(model_cfg.copy())
+    return model.to(device).eval(), tokenizer

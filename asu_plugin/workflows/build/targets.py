@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asu_plugin.workflows.demo_data import generate
-from asu_plugin.workflows.host import link_tofu
-from asu_plugin.workflows.runs import Recipe
-from asu_plugin.workflows.tiny import build_tiny_llama, qa_texts
-from asu_plugin.workflows.tofu_format import read_jsonl
+from asu_plugin.workflows.build.authors import generate
+from asu_plugin.workflows.run.host import link_tofu
+from asu_plugin.workflows.run.runs import Recipe
+from asu_plugin.workflows.build.tiny import build_tiny_llama, qa_texts
+from asu_plugin.workflows.build.tofu_format import read_jsonl
 
 FINETUNE = Recipe(60, 3e-3, 16)  # the generated authors memorised (answer prob ≈ 1)
 TINY_LLAMA = {"hidden_size": 128, "num_layers": 4}  # build_tiny_llama arguments
@@ -30,7 +30,7 @@ MODELS = {
 class Setup:
     """What the target and retain models depend on: the QA set, the model, the finetuning.
 
-    ``write_data(out_dir=..., **data_args)`` writes the set (a ``demo_data`` writer). The
+    ``write_data(out_dir=..., **data_args)`` writes the set (an ``authors`` writer). The
     model is ``pretrained`` (a model folder) if given, else a tiny Llama built with ``model``.
     """
 

@@ -11,7 +11,7 @@ authors each, ``request1`` = ``forget10``), ``forgotten<k>`` (requests 1..k, wit
 
 import random
 
-from asu_plugin.workflows.tofu_format import qa_only, write
+from asu_plugin.workflows.build.tofu_format import qa_only, write
 
 FIRST = (
     "Aldo Brina Caspar Delia Emeric Fenna Goran Hilde Ivo Jolan Kasimir Lenka".split()

@@ -7,15 +7,20 @@ import pytest
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin.workflows.demo_data import FIRST, LAST, generate
-from asu_plugin.workflows.host import device_overrides, link_tofu, run_host
-from asu_plugin.workflows.tiny import PROMPT, build_tiny_llama, encode_qa, qa_texts
-from asu_plugin.workflows.tofu_format import read_jsonl, tofu_subset
+from asu_plugin.workflows.build.authors import FIRST, LAST, generate
+from asu_plugin.workflows.build.tiny import (
+    PROMPT,
+    build_tiny_llama,
+    encode_qa,
+    qa_texts,
+)
+from asu_plugin.workflows.build.tofu_format import read_jsonl, tofu_subset
+from asu_plugin.workflows.run.host import device_overrides, link_tofu, run_host
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo_data")
+    out = tmp_path_factory.mktemp("authors")
     generate(out)
     return out
 

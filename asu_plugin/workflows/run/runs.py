@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from asu_plugin.workflows.entry import WorkflowError
-from asu_plugin.workflows.host import (
+from asu_plugin.workflows.run.entry import WorkflowError
+from asu_plugin.workflows.run.fluency import repetition
+from asu_plugin.workflows.run.host import (
     NO_EVAL,
     device_overrides,
     model_overrides,
@@ -21,7 +22,6 @@ from asu_plugin.workflows.host import (
     resolve_device,
     run_host,
 )
-from asu_plugin.workflows.text_metrics import repetition
 
 
 class Recipe(NamedTuple):

@@ -1,0 +1,3 @@
+from asu_plugin.workflows.calibrate.workflow import main
+
+main()

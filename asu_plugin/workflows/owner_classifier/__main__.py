@@ -1,0 +1,3 @@
+from asu_plugin.workflows.owner_classifier.workflow import main
+
+main()

@@ -24,15 +24,8 @@ from pathlib import Path
 
 import torch
 import transformers
-from common import (
-    FORGET_COLUMNS,
-    Point,
-    asu,
-    front_lines,
-    matched_rows,
-    plot_fronts,
-    teachers,
-)
+from report import FORGET_COLUMNS, front_lines, matched_rows, plot_fronts
+from sweep import by_method, load, teachers
 
 from asu_plugin.workflows.build.targets import GENERATED, Setup, prepare
 from asu_plugin.workflows.build.tofu_format import tofu_subset
@@ -41,37 +34,10 @@ from asu_plugin.workflows.run.host import host_commit, teacher_overrides
 from asu_plugin.workflows.run.runs import Recipe, Runs, scores
 from asu_plugin.workflows.run.tables import markdown_table
 
-EPOCHS, BATCH, LR = 10, 4, 1e-3  # unless a point says
-
-
-def lrs(method, *values):
-    return [Point(method, lr, {}) for lr in values]
-
-
-def asus(method, *temperatures):
-    return [asu(method, t, LR) for t in temperatures]
-
-
-# method -> sweep points; lr 1e-3, EPOCHS and the host's method_args unless given
-SWEEPS = {
-    "ASU_KL": asus("ASU_KL", 2, 4, 6, 10, 32)
-    + [asu("ASU_KL", 10, LR, gamma=g) for g in (0.3, 3)]
-    + [asu("ASU_KL", 10, LR, layers="[0]")]
-    + [asu("ASU_KL", t, LR, epochs=30) for t in (10, 32)],
-    "ASU_GD": asus("ASU_GD", 4, 6, 10, 32)
-    + [asu("ASU_GD", 10, LR, gamma=3), asu("ASU_GD", 32, LR, epochs=30)],
-    "GradDiff": lrs("GradDiff", 1e-4, 3e-4, 1e-3)
-    + [Point("GradDiff", 3e-4, {"alpha": 3}), Point("GradDiff", 1e-4, {}, 30)],
-    "NPO": lrs("NPO", 1e-4, 3e-4, 1e-3)
-    + [Point("NPO", 3e-4, {"beta": 0.5}), Point("NPO", 3e-4, {"alpha": 3})]
-    + [Point("NPO", 1e-4, {}, 30), Point("NPO", 3e-4, {"beta": 0.5}, 30)],
-    "SimNPO": lrs("SimNPO", 3e-4, 1e-3, 3e-3)
-    + [Point("SimNPO", LR, {"beta": b}) for b in (2, 10)]
-    + [Point("SimNPO", LR, {}, 30), Point("SimNPO", LR, {"beta": 2}, 30)],
-    "UNDIAL": lrs("UNDIAL", 3e-4, 1e-3)
-    + [Point("UNDIAL", LR, {"beta": b}) for b in (3, 30)]
-    + [Point("UNDIAL", LR, {"alpha": 1}), Point("UNDIAL", LR, {"alpha": 1}, 30)],
-}
+EPOCHS, BATCH = 10, 4  # unless a point says
+SWEEPS = by_method(
+    load("mini_tofu").points
+)  # method -> its points, in the file's order
 FORGET, UTILITY = "forget_Q_A_Prob", "retain_Q_A_Prob"
 THRESHOLDS = (0.95, 0.9, 0.85, 0.8, 0.6)  # of UTILITY, for the matched-utility table
 COLUMNS = (
@@ -188,7 +154,7 @@ def write_results(out, methods, teachers, references, seeds, command, setup):
         "# Mini-TOFU: ASU against the host's baselines\n",
         f"Command: `{command}`\n",
         f"torch {torch.__version__}, transformers {transformers.__version__}. {setup} "
-        f"Unlearning: batch {BATCH}, lr {LR:g} and {EPOCHS} epochs unless the knob says, "
+        f"Unlearning: batch {BATCH} and {EPOCHS} epochs unless the knob says, "
         "the baselines' method_args at the host's defaults unless swept (GradDiff / NPO / "
         "SimNPO: α = retain weight; UNDIAL's default α is 0, no retain term; ASU: γ = "
         f"forget weight). {spread(seeds)} (the unlearning run's seed; "

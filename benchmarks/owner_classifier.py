@@ -71,7 +71,9 @@ def make(work, out, overrides):
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "attribution.log", "w") as log:
         if subprocess.run(command, stdout=log, stderr=log, env=os.environ).returncode:
-            raise WorkflowError(f"the owner-classifier workflow failed; its log: {log.name}")
+            raise WorkflowError(
+                f"the owner-classifier workflow failed; its log: {log.name}"
+            )
     return json.loads((out / "attribution.json").read_text())
 
 

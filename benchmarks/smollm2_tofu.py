@@ -8,7 +8,8 @@ the host's ``src/train.py`` on forget01's 2 authors and the first 4 authors of `
 retain model never sees the 2. The real-author / world-fact QA are evaluated (the host's
 ``model_utility``) but not trained on: the model knows them already. Every point is unlearned
 with ``src/train.py`` and scored with the host's TOFU evaluator, as is the forget-teacher at
-each τ of the sweep (``AttentionSmoothedForCausalLM``).
+each τ of the sweep (``AttentionSmoothedForCausalLM``). The grid is a sweep file,
+``sweeps/<name>.yaml`` (``--sweep``; ``smollm2_tofu``: rounds 1 and 2).
 
 Resumable: each finished point writes ``points/<name>.json`` into the results folder (its
 scores, two sample forget answers, its wall time, and everything that defines it), small
@@ -41,16 +42,14 @@ from pathlib import Path
 
 import torch
 import transformers
-from common import (
+from report import (
     FORGET_COLUMNS,
-    Point,
-    asu,
     best_at,
     front_lines,
     matched_rows,
     plot_fronts,
-    teachers,
 )
+from sweep import by_method, load, teachers
 
 from asu_plugin.workflows.build import targets
 from asu_plugin.workflows.build.smollm2 import GGUF, prepare
@@ -107,92 +106,6 @@ FE_EVAL = [f"+eval/tofu_metrics@eval.tofu.metrics.{FE}={FE}"]
 DISTANCE = ("forget_Q_A_Prob", "forget_truth_ratio")  # |method − retain model|
 REFERENCES = ("target", "retain", "base")  # their rows, in this order, whoever writes
 SEEDS = (1, 2)  # reruns of the front points, beside the grid's seed 0
-# DareU's owner classifier (asu_plugin.workflows.owner_classifier on this benchmark's data):
-# its body is the target, which has read the owners' facts; the forget owners' first
-# wrong-facts answers train as "other" so that naming the author is not enough
-ATTRIBUTION = ["forget_split=forget10", "forget_contrast=true", "epochs=3"]
-
-# most telling first: a stopped run has compared ASU at the calibrated τ (2, by
-# asu_plugin.workflows.calibrate on the target) and the paper's 2.3 with every baseline,
-# then the τ grid below the calibrated one and the baselines at a larger learning rate
-POINTS = [
-    asu("ASU_KL", 2.0, 3e-5),
-    Point("GradDiff", 3e-5, {}),
-    asu("ASU_KL", 2.3, 3e-5),
-    Point("NPO", 3e-5, {}),
-    Point("SimNPO", 3e-5, {}),
-    Point("UNDIAL", 3e-5, {}),
-    asu("ASU_KL", 1.5, 3e-5),
-    asu("ASU_KL", 1.75, 3e-5),
-    Point("GradDiff", 1e-4, {}),
-    Point("NPO", 1e-4, {}),
-    asu("ASU_KL", 2.0, 1e-4),
-    asu("ASU_GD", 2.0, 3e-5),
-    asu("ASU_KL", 2.3, 1e-4),  # its teacher forgets more: 0.120 vs τ 2's 0.338
-    Point("SimNPO", 1e-4, {}),
-    Point("UNDIAL", 1e-4, {}),
-    asu("ASU_KL", 2.0, 3e-5, gamma=3),
-    Point("NPO", 3e-5, {"beta": 0.5}),
-    Point("SimNPO", 3e-5, {"beta": 2}),
-    Point("UNDIAL", 3e-5, {"beta": 30}),
-    # DareU, the paper's baselines, ASU past τ 2.3, then seeds and the lr-3e-4 edge
-    Point("DareU", 3e-5, {}),
-    Point("ME_GD", 1e-4, {}),
-    Point("IDK_AP", 1e-4, {}),
-    Point("DareU", 1e-4, {}),
-    asu("ASU_KL", 3.0, 1e-4),
-    asu("ASU_KL", 2.6, 1e-4),
-    *(
-        point.with_seed(seed)
-        for seed in SEEDS
-        for point in (
-            Point("GradDiff", 1e-4, {}),
-            Point("NPO", 1e-4, {}),
-            Point("UNDIAL", 1e-4, {}),
-            asu("ASU_KL", 2.3, 1e-4),
-            asu("ASU_KL", 2.0, 1e-4),
-            Point("GradDiff", 3e-5, {}),
-            Point("ME_GD", 1e-4, {}),
-            Point("IDK_AP", 1e-4, {}),
-            Point("DareU", 1e-4, {"beta": 0.2}),
-        )
-    ),
-    *(
-        Point(method, 3e-4, {})
-        for method in ("GradDiff", "NPO", "SimNPO", "UNDIAL", "ME_GD", "IDK_AP")
-    ),
-    asu("ASU_KL", 2.0, 3e-4),
-    Point("DareU", 1e-4, {"beta": 0.2}),
-    Point("DareU", 3e-4, {}),
-    Point("DareU", 1e-5, {}),
-    Point("ME_GD", 3e-5, {}),
-    Point("IDK_AP", 3e-5, {}),
-    asu("ASU_KL", 3.0, 3e-5),
-    asu("ASU_KL", 2.6, 3e-5),
-    # the seeds of the fronts the points above moved
-    *(
-        point.with_seed(seed)
-        for seed in SEEDS
-        for point in (
-            Point("NPO", 3e-4, {}),
-            asu("ASU_KL", 3.0, 1e-4),
-            Point("DareU", 3e-4, {}),
-            Point("SimNPO", 3e-4, {}),
-            Point("UNDIAL", 3e-4, {}),
-            Point("IDK_AP", 3e-4, {}),
-            Point("IDK_AP", 3e-5, {}),
-        )
-    ),
-    # lr 1e-3 where lr 3e-4 is a front: at >= 0.9x utility (SimNPO, DareU), by forget quality (NPO)
-    *(Point(method, 1e-3, {}) for method in ("SimNPO", "DareU", "NPO")),
-    # ... which made SimNPO's and DareU's best forget quality
-    *(
-        Point(method, 1e-3, {}).with_seed(seed)
-        for method in ("DareU", "SimNPO")
-        for seed in SEEDS
-    ),
-]
-BEFORE_TEACHERS = 11  # points run before the teachers are evaluated
 
 
 def setup(host):
@@ -209,23 +122,22 @@ def setup(host):
     }
 
 
-def recorded(point):
-    """``point`` as its file records it. These points ran when ASU's forget weight was
-    ``method_args.alpha`` (now ``gamma``, the host's name, the same weight): their files keep
-    what ran, and this folder names that weight ``alpha``."""
-    args = point.method_args
-    if point.method.startswith("ASU"):
-        args = {"alpha" if k == "gamma" else k: v for k, v in args.items()}
-    classifier = {"classifier": ATTRIBUTION} if point.method == "DareU" else {}
-    return {**point.definition(), "method_args": args, **classifier}
+def recorded(point, classifier):
+    """``point`` as its file records it; a DareU point with its ``classifier`` (the
+    owner-classifier workflow's overrides)."""
+    return {
+        **point.definition(),
+        **({"classifier": classifier} if point.method == "DareU" else {}),
+    }
 
 
 class Bench:
     """The point files in ``results/points``: one a finished point, kept to its setup."""
 
-    def __init__(self, runs, results, definition, tofu_rows):
+    def __init__(self, runs, results, definition, tofu_rows, classifier=()):
         self.runs, self.results, self.setup = runs, results, definition
         self.rows = tofu_rows  # the forget QA, for the sample answers
+        self.classifier = list(classifier)  # DareU's: the owner-classifier overrides
         (results / "points").mkdir(parents=True, exist_ok=True)
 
     def path(self, name):
@@ -307,7 +219,7 @@ class Bench:
 
     def unlearn(self, target, point, inputs=()):
         """``point`` from ``target``; ``inputs``: overrides naming its files (classifier…)."""
-        if self.done(point.name, recorded(point)):
+        if self.done(point.name, recorded(point, self.classifier)):
             return self.read(point.name)
         self.runs.stage(f"{point.method} {point.label}")
         start = time.time()
@@ -319,7 +231,8 @@ class Bench:
             point.name, target, overrides, recipe, logging_steps=every
         )
         train_s = time.time() - start
-        result = self.score(point.name, model, recorded(point), train_s=train_s)
+        definition = recorded(point, self.classifier)
+        result = self.score(point.name, model, definition, train_s=train_s)
         if point.method == "DareU":
             result["train_log"] = train_log(
                 self.runs.out / "logs" / f"{point.name}.log"
@@ -377,9 +290,9 @@ def references(runs, bench, base):
     }
 
 
-def owner_classifier(runs, results, target, retain):
-    """DareU's classifier in ``out/attribution`` (made unless there); its report is copied
-    into the results."""
+def owner_classifier(runs, results, target, retain, overrides):
+    """DareU's classifier in ``out/attribution`` (made by the owner-classifier workflow with
+    ``overrides``, unless there); its report is copied into the results."""
     out, model = runs.out / "attribution", f"model={MODEL}"
 
     def make(partial):
@@ -391,7 +304,7 @@ def owner_classifier(runs, results, target, retain):
             f"retain={retain}",
         ]
         command = [sys.executable, "-m", "asu_plugin.workflows.owner_classifier", model]
-        command += [*ATTRIBUTION, *paths, f"out_dir={partial}"]
+        command += [*overrides, *paths, f"out_dir={partial}"]
         log = runs.out / "logs" / "attribution.log"
         env = {**os.environ, "OPEN_UNLEARNING_DIR": str(runs.host)}
         with open(log, "w") as f:
@@ -406,7 +319,7 @@ def owner_classifier(runs, results, target, retain):
     )
     report = report.replace(str(runs.out), "OUT")
     report = json.loads(report)
-    report["command"] = " ".join(["attribution", model, *ATTRIBUTION])
+    report["command"] = " ".join(["owner_classifier", model, *overrides])
     write_record(results / "attribution.json", report)
     return out / "classifier"
 
@@ -423,9 +336,12 @@ def main():
     parser.add_argument("--jobs", type=int, choices=(1, 2), default=1)
     parser.add_argument("--out", type=Path, default=Path(".smollm2_tofu"))
     parser.add_argument(
-        "--results",
-        type=Path,
-        default=Path(__file__).parent / "results" / "smollm2_tofu",
+        "--sweep",
+        default="smollm2_tofu",
+        help="the grid: sweeps/<SWEEP>.yaml (default smollm2_tofu, rounds 1 and 2)",
+    )
+    parser.add_argument(
+        "--results", type=Path, help="default benchmarks/results/<SWEEP>"
     )
     parser.add_argument(
         "--limit", type=int, help="run at most the first N points of the sweep"
@@ -443,16 +359,21 @@ def main():
         help="only rewrite results.md / results.png from the point files",
     )
     args = parser.parse_args()
-    if args.limit is not None and not 1 <= args.limit <= len(POINTS):
-        parser.error(f"--limit must be in 1..{len(POINTS)}, got {args.limit}")
-    points = POINTS[: args.limit]
+    try:
+        sweep = load(args.sweep)
+    except ValueError as error:
+        parser.error(f"--sweep: {error}")
+    args.results = args.results or Path(__file__).parent / "results" / sweep.name
+    if args.limit is not None and not 1 <= args.limit <= len(sweep.points):
+        parser.error(f"--limit must be in 1..{len(sweep.points)}, got {args.limit}")
+    points = sweep.points[: args.limit]
     names = [p.name for p in points] + [t[2] for t in teachers(points)] + ["base"]
     unknown = sorted(set(args.only or []) - set(names))
     if unknown:
         parser.error(f"--only: no such point {unknown}; the sweep's: {' '.join(names)}")
     if args.report:
         with stops("smollm2_tofu"):
-            return report(args.results.resolve(), points, args)
+            return report(args.results.resolve(), sweep, points)
     if args.tofu_dir is None or not (args.tofu_dir / "forget01.jsonl").is_file():
         parser.error(
             f"--tofu-dir {args.tofu_dir} holds no TOFU jsonl files (forget01.jsonl …): "
@@ -462,10 +383,10 @@ def main():
     if args.jobs > 1:
         os.environ["OMP_NUM_THREADS"] = "1"
     with stops("smollm2_tofu"):
-        run(args, points)
+        run(args, sweep, points)
 
 
-def run(args, points):
+def run(args, sweep, points):
     """Every point not finished yet, the teachers and the references; results after each."""
     base = prepare()
     runs = Runs(args.out, model=MODEL)
@@ -477,6 +398,7 @@ def run(args, points):
         args.results.resolve(),
         setup(runs.host),
         read_jsonl(runs.out / "data" / "forget10_perturbed.jsonl"),
+        sweep.settings["classifier"],
     )
     target, refs = references(runs, bench, base)
     for name in ["target", "retain", *(p.name for p in points)]:
@@ -494,11 +416,13 @@ def run(args, points):
             return []
         with lock:
             retain = runs.model_dir("retain")
-            classifier = owner_classifier(runs, bench.results, target, retain)
+            classifier = owner_classifier(
+                runs, bench.results, target, retain, bench.classifier
+            )
         return [f"trainer.method_args.classifier={classifier}"]
 
     def unlearn(point):
-        if bench.done(point.name, recorded(point)):
+        if bench.done(point.name, recorded(point, bench.classifier)):
             return bench.read(point.name)
         return bench.unlearn(target, point, inputs(point))
 
@@ -510,9 +434,10 @@ def run(args, points):
 
     # the points first; then the teachers (calibrate has their answer probabilities
     # already), the rest of the grid, and last the untouched base model (a reference only)
-    named = {p.name: lambda p=p: unlearn(p) for p in points[:BEFORE_TEACHERS]}
+    first = sweep.settings["teachers_after"]
+    named = {p.name: lambda p=p: unlearn(p) for p in points[:first]}
     named |= {t[2]: lambda t=t: teacher(t[0], t[2]) for t in teachers(points)}
-    named |= {p.name: lambda p=p: unlearn(p) for p in points[BEFORE_TEACHERS:]}
+    named |= {p.name: lambda p=p: unlearn(p) for p in points[first:]}
     named["base"] = lambda: refs.update(
         base=bench.score("base", base, {"pretrained": MODEL})
     )
@@ -528,14 +453,14 @@ def run(args, points):
             for future in futures:
                 future.result()
                 if "target" in refs:
-                    write_results(bench.results, refs, points)
+                    write_results(bench.results, refs, sweep, points)
         except BaseException:  # a failed point stops the run: start no other
             pool.shutdown(cancel_futures=True)
             raise
     runs.stage(f"wrote {bench.results / 'results.md'}")
 
 
-def report(results, points, args):
+def report(results, sweep, points):
     """Rewrite the results from the point files alone (no host run, no model)."""
     refs = {
         name: json.loads((results / "points" / f"{name}.json").read_text())
@@ -546,7 +471,7 @@ def report(results, points, args):
         raise WorkflowError(
             f"{results / 'points'} has no target and retain model scores yet"
         )
-    write_results(results, refs, points)
+    write_results(results, refs, sweep, points)
 
 
 def finished(results, names):
@@ -555,7 +480,7 @@ def finished(results, names):
     return {n: json.loads(f.read_text()) for n, f in files.items() if f.is_file()}
 
 
-def write_results(results, refs, points):
+def write_results(results, refs, sweep, points):
     """results.md and results.png from the point files written so far."""
     files = finished(results, [p.name for p in points])
     done = [(p, files[p.name]["metrics"]) for p in points if p.name in files]
@@ -565,13 +490,11 @@ def write_results(results, refs, points):
         for tau, _, name in teachers(points)
         if name in teacher_files
     }
-    methods = {}
-    for point, metrics in done:
-        methods.setdefault(point.method, []).append((point, metrics))
+    methods = by_method(done, point=lambda item: item[0])
     grid = grid_points(methods)
     target_utility = refs["target"]["metrics"][UTILITY]
     lines = [
-        *header(refs["target"]["setup"], results, len(done), len(points)),
+        *header(refs["target"]["setup"], results, sweep, len(done), len(points)),
         *tables(refs, done, teacher_scores),
         *fronts(grid, target_utility),
         *seeded(methods, target_utility),
@@ -606,10 +529,12 @@ def label(item):
     return item[0].label
 
 
-def header(setup, results, done, total):
+def header(setup, results, sweep, done, total):
     """The title, the command and what ran (the same whichever process writes it)."""
     command = "OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/smollm2_tofu.py"
     command += " --tofu-dir TOFU --jobs 2"
+    if sweep.name != "smollm2_tofu":
+        command += f" --sweep {sweep.name}"
     wall = sum(
         sum(json.loads(p.read_text())["wall_s"].values())
         for p in (results / "points").glob("*.json")

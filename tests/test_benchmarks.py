@@ -22,6 +22,13 @@ def bench(monkeypatch):
     return smollm2_tofu
 
 
+@pytest.fixture
+def sweep(bench):
+    import sweep
+
+    return sweep
+
+
 @pytest.mark.parametrize("folder", ["smollm2_tofu", "smollm2_tofu_round2"])
 def test_report_rewrites_the_committed_results_byte_for_byte(tmp_path, folder):
     committed = BENCHMARKS / "results" / folder
@@ -35,35 +42,40 @@ def test_report_rewrites_the_committed_results_byte_for_byte(tmp_path, folder):
 
 def test_every_committed_point_resumes_as_done_and_another_is_refused(bench):
     setup = json.loads((RESULTS / "points" / "target.json").read_text())["setup"]
-    points = bench.Bench(None, RESULTS, setup, [])
-    written = [p for p in bench.POINTS if points.path(p.name).is_file()]
+    sweep = bench.load("smollm2_tofu")
+    points = bench.Bench(None, RESULTS, setup, [], sweep.settings["classifier"])
+    written = [p for p in sweep.points if points.path(p.name).is_file()]
     assert len(written) >= 19  # the first grid's
-    assert all(points.done(p.name, bench.recorded(p)) for p in written)
+    assert all(
+        points.done(p.name, bench.recorded(p, points.classifier)) for p in written
+    )
     assert all(
         points.done(name, bench.teacher_definition(tau))
-        for tau, _, name in bench.teachers(bench.POINTS)
+        for tau, _, name in bench.teachers(sweep.points)
         if points.path(name).is_file()
     )
-    asu = bench.POINTS[0]
-    assert asu.overrides()[-1] == "trainer.method_args.gamma=1"  # what runs now
-    with pytest.raises(ValueError, match="'alpha': 1}} recorded, .*'gamma': 1}} now"):
-        points.done(asu.name, asu.definition())
+    asu = sweep.points[0]
+    assert asu.overrides()[-1] == "trainer.method_args.gamma=1"
+    other = asu._replace(method_args={**asu.method_args, "gamma": 3})
+    with pytest.raises(ValueError, match="'gamma': 1}} recorded, .*'gamma': 3}} now"):
+        points.done(asu.name, other.definition())
 
 
-def test_a_seed_is_its_own_run_and_no_seed_keeps_the_old_records(bench):
-    point = bench.Point("NPO", 1e-4, {})
+def test_a_seed_is_its_own_run_and_no_seed_keeps_the_old_records(bench, sweep):
+    point = sweep.Point("NPO", 1e-4, {})
     seeded = point.with_seed(2)
     assert seeded.name == "NPO_lr0p0001_seed2" and point.name == "NPO_lr0p0001"
     assert seeded.overrides()[-1] == "trainer.args.seed=2"
     assert "seed" not in point.definition() and seeded.definition()["seed"] == 2
-    assert "experiment=unlearn/tofu/me" in bench.Point("ME_GD", 1e-4, {}).overrides()
+    assert "experiment=unlearn/tofu/me" in sweep.Point("ME_GD", 1e-4, {}).overrides()
 
 
 def test_dareu_points_record_their_classifier_and_the_host_log_gives_the_rewards(
-    bench, tmp_path
+    bench, sweep, tmp_path
 ):
-    assert bench.recorded(bench.Point("DareU", 3e-5, {}))["classifier"] == (
-        bench.ATTRIBUTION
+    overrides = bench.load("smollm2_tofu").settings["classifier"]
+    assert bench.recorded(sweep.Point("DareU", 3e-5, {}), overrides)["classifier"] == (
+        overrides
     )
     log = tmp_path / "train.log"
     log.write_text(
@@ -75,8 +87,8 @@ def test_dareu_points_record_their_classifier_and_the_host_log_gives_the_rewards
     assert [s["reward"] for s in bench.train_log(log)] == [-0.9, -0.7]
 
 
-def test_a_better_seed_does_not_enter_the_front_but_the_seeds_table(bench):
-    point = bench.Point("NPO", 1e-4, {})
+def test_a_better_seed_does_not_enter_the_front_but_the_seeds_table(bench, sweep):
+    point = sweep.Point("NPO", 1e-4, {})
     scores = {bench.FORGET: 0.2, bench.UTILITY: 0.4, "forget_quality": 0.1}
     luckier = {**scores, bench.FORGET: 0.05, bench.UTILITY: 0.45}
     methods = {"NPO": [(point, scores), (point.with_seed(1), luckier)]}
@@ -128,3 +140,32 @@ def test_a_point_file_gets_its_forget_answers_from_a_local_evaluation(bench, tmp
     result = points.read("p")
     assert result["answers"] == ["Born in Paris.", " "]
     assert result["metrics"] == {"x": 1, "forget_empty": 0.5}
+
+
+def test_a_sweep_file_is_its_points_in_order_with_their_own_knobs(sweep, tmp_path):
+    grid = sweep.load("smollm2_tofu")
+    assert len(grid.points) == 78 and grid.settings["teachers_after"] == 11
+    assert grid.points[0] == sweep.Point(
+        "ASU_KL", 3e-5, {"temperature": 2.0, "gamma": 1}
+    )
+    assert grid.points[0].name == "ASU_KL_lr3e-05_temperature2p0_gamma1"
+    mini = sweep.load("mini_tofu").points
+    long = [p for p in mini if p.epochs == 30]
+    assert all("epochs" not in p.method_args for p in mini) and len(long) == 9
+    assert "trainer.method_args.layers=[0]" in [o for p in mini for o in p.overrides()]
+
+
+@pytest.mark.parametrize(
+    "points, message",
+    [
+        ("[{method: NPO}]", "needs a method and an lr"),
+        ("[{method: NPO, lr: 1e-4}, {method: NPO, lr: 0.0001}]", "appear twice"),
+    ],
+)
+def test_a_bad_sweep_file_is_refused(sweep, monkeypatch, tmp_path, points, message):
+    (tmp_path / "bad.yaml").write_text(f"points: {points}\n")
+    monkeypatch.setattr(sweep, "SWEEPS", tmp_path)
+    with pytest.raises(ValueError, match=message):
+        sweep.load("bad")
+    with pytest.raises(ValueError, match="no sweep 'nothing'; the sweeps: \\['bad'\\]"):
+        sweep.load("nothing")

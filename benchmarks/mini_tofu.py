@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from report import FORGET_COLUMNS, front_lines, matched_rows, plot_fronts
+from report import FORGET_COLUMNS, front_lines, matched_rows, plot_fronts, spread
 from sweep import by_method, load, teachers
 
 from asu_plugin.workflows.build.targets import GENERATED, Setup, prepare
@@ -81,36 +81,19 @@ def run_sweeps(runs, target, retain_logs, methods, seeds):
     return results
 
 
-def mean_std(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return statistics.mean(values), statistics.stdev(values) if len(
-        values
-    ) > 1 else None
-
-
 def aggregate(results):
-    """method -> [(point, column -> (mean, std) over seeds)]."""
+    """method -> [(point, column -> its values over seeds)]."""
     seeds = {}
     for point, metrics in results:
         seeds.setdefault(point.name, (point, []))[1].append(metrics)
     methods = {}
     for point, runs in seeds.values():
-        stats = {c: mean_std([m.get(c) for m in runs]) for c in COLUMNS}
-        methods.setdefault(point.method, []).append((point, stats))
+        values = {c: [m.get(c) for m in runs] for c in COLUMNS}
+        methods.setdefault(point.method, []).append((point, values))
     return methods
 
 
-def fmt(mean_and_std):
-    """``mean ± std``; a single run (std None) without a spread it does not have."""
-    mean, std = mean_and_std
-    if mean is None:
-        return "n/a"
-    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
-
-
-def spread(seeds):
+def seeds_text(seeds):
     seeds = list(seeds)
     return (
         f"One run, seed {seeds}"
@@ -120,16 +103,20 @@ def spread(seeds):
 
 
 def single(metrics):
-    """One run's metrics as (mean, std) columns."""
-    return {c: (metrics.get(c), None) for c in COLUMNS}
+    """One run's metrics as columns of values."""
+    return {c: [metrics.get(c)] for c in COLUMNS}
+
+
+def mean(values):
+    return statistics.mean(v for v in values if v is not None)
 
 
 def forget(item):
-    return item[1][FORGET][0]
+    return mean(item[1][FORGET])
 
 
 def utility(item):
-    return item[1][UTILITY][0]
+    return mean(item[1][UTILITY])
 
 
 def label(item):
@@ -138,16 +125,16 @@ def label(item):
 
 def write_results(out, methods, teachers, references, seeds, command, setup):
     everything = [
-        [name, "–", *(fmt(s) for s in single(m).values())]
+        [name, "–", *(spread(s) for s in single(m).values())]
         for name, m in references.items()
     ]
     everything += [
-        [point.method, point.label, *(fmt(stats[c]) for c in COLUMNS)]
+        [point.method, point.label, *(spread(stats[c]) for c in COLUMNS)]
         for items in methods.values()
         for point, stats in items
     ]
     teacher_rows = [
-        [tau, *(fmt(s) for s in single(metrics).values())]
+        [tau, *(spread(s) for s in single(metrics).values())]
         for tau, metrics in teachers.items()
     ]
     lines = [
@@ -157,7 +144,7 @@ def write_results(out, methods, teachers, references, seeds, command, setup):
         f"Unlearning: batch {BATCH} and {EPOCHS} epochs unless the knob says, "
         "the baselines' method_args at the host's defaults unless swept (GradDiff / NPO / "
         "SimNPO: α = retain weight; UNDIAL's default α is 0, no retain term; ASU: γ = "
-        f"forget weight). {spread(seeds)} (the unlearning run's seed; "
+        f"forget weight). {seeds_text(seeds)} (the unlearning run's seed; "
         "one target and retain model). forget_repetition: share of repeated words in the "
         "generated forget answers (fluency check).\n",
         "## Every setting\n",

@@ -32,24 +32,18 @@ import json
 import math
 import os
 import re
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import torch
 import transformers
-from report import (
-    FORGET_COLUMNS,
-    best_at,
-    front_lines,
-    matched_rows,
-    plot_fronts,
-)
-from sweep import by_method, load, teachers
+from report import FORGET_COLUMNS, PointReport
+from sweep import load, teachers
 
 from asu_plugin.workflows.build import targets
 from asu_plugin.workflows.build.smollm2 import GGUF, prepare
@@ -67,7 +61,6 @@ from asu_plugin.workflows.run.runs import (
     same_record,
     write_record,
 )
-from asu_plugin.workflows.run.tables import markdown_table
 
 MODEL = "SmolLM2-135M-Instruct"
 DATA = {  # tofu_subset arguments
@@ -106,6 +99,17 @@ FE_EVAL = [f"+eval/tofu_metrics@eval.tofu.metrics.{FE}={FE}"]
 DISTANCE = ("forget_Q_A_Prob", "forget_truth_ratio")  # |method − retain model|
 REFERENCES = ("target", "retain", "base")  # their rows, in this order, whoever writes
 SEEDS = (1, 2)  # reruns of the front points, beside the grid's seed 0
+REPORT = PointReport(
+    FORGET,
+    UTILITY,
+    COLUMNS,
+    FE,
+    DISTANCE,
+    REFERENCES,
+    MATCHED,
+    SEEDS,
+    title="SmolLM2-135M mini-TOFU: forget vs utility",
+)
 
 
 def setup(host):
@@ -122,22 +126,28 @@ def setup(host):
     }
 
 
-def recorded(point, classifier):
-    """``point`` as its file records it; a DareU point with its ``classifier`` (the
-    owner-classifier workflow's overrides)."""
-    return {
-        **point.definition(),
-        **({"classifier": classifier} if point.method == "DareU" else {}),
-    }
+def recorded(point, classifiers):
+    """``point`` as its file records it; a DareU point with its classifier's overrides
+    (``classifiers``: name -> the owner-classifier workflow's overrides; ``None``: the
+    sweep's default)."""
+    if point.method != "DareU":
+        return point.definition()
+    definition = {k: v for k, v in point.definition().items() if k != "classifier"}
+    return {**definition, "classifier": classifiers[point.classifier]}
+
+
+def classifiers(sweep):
+    """The sweep's owner classifiers: name -> overrides, ``None`` its default."""
+    return {None: sweep.settings["classifier"], **sweep.settings.get("classifiers", {})}
 
 
 class Bench:
     """The point files in ``results/points``: one a finished point, kept to its setup."""
 
-    def __init__(self, runs, results, definition, tofu_rows, classifier=()):
+    def __init__(self, runs, results, definition, tofu_rows, classifiers=None):
         self.runs, self.results, self.setup = runs, results, definition
         self.rows = tofu_rows  # the forget QA, for the sample answers
-        self.classifier = list(classifier)  # DareU's: the owner-classifier overrides
+        self.classifiers = classifiers or {}  # DareU's, by name (see ``recorded``)
         (results / "points").mkdir(parents=True, exist_ok=True)
 
     def path(self, name):
@@ -219,7 +229,7 @@ class Bench:
 
     def unlearn(self, target, point, inputs=()):
         """``point`` from ``target``; ``inputs``: overrides naming its files (classifier…)."""
-        if self.done(point.name, recorded(point, self.classifier)):
+        if self.done(point.name, recorded(point, self.classifiers)):
             return self.read(point.name)
         self.runs.stage(f"{point.method} {point.label}")
         start = time.time()
@@ -231,7 +241,7 @@ class Bench:
             point.name, target, overrides, recipe, logging_steps=every
         )
         train_s = time.time() - start
-        definition = recorded(point, self.classifier)
+        definition = recorded(point, self.classifiers)
         result = self.score(point.name, model, definition, train_s=train_s)
         if point.method == "DareU":
             result["train_log"] = train_log(
@@ -290,10 +300,13 @@ def references(runs, bench, base):
     }
 
 
-def owner_classifier(runs, results, target, retain, overrides):
-    """DareU's classifier in ``out/attribution`` (made by the owner-classifier workflow with
-    ``overrides``, unless there); its report is copied into the results."""
-    out, model = runs.out / "attribution", f"model={MODEL}"
+def owner_classifier(runs, results, target, retain, name, overrides):
+    """DareU's classifier ``name`` in ``out/attribution`` (the default, ``None``) or
+    ``out/classifiers/<name>`` (where ``owner_classifier.py`` makes it too), made by the
+    owner-classifier workflow with ``overrides`` unless there; its report is copied into
+    the results as ``attribution.json`` / ``attribution_<name>.json``."""
+    out = runs.out / ("attribution" if name is None else f"classifiers/{name}")
+    model = f"model={MODEL}"
 
     def make(partial):
         paths = [
@@ -315,12 +328,14 @@ def owner_classifier(runs, results, target, retain, overrides):
         runs.stage("training DareU's owner classifier")
         runs.complete(out, make)
     report = (
-        (out / "attribution.json").read_text().replace("attribution.partial", out.name)
+        (out / "attribution.json").read_text().replace(f"{out.name}.partial", out.name)
     )
     report = report.replace(str(runs.out), "OUT")
     report = json.loads(report)
     report["command"] = " ".join(["owner_classifier", model, *overrides])
-    write_record(results / "attribution.json", report)
+    write_record(
+        results / f"attribution{'' if name is None else '_' + name}.json", report
+    )
     return out / "classifier"
 
 
@@ -398,7 +413,7 @@ def run(args, sweep, points):
         args.results.resolve(),
         setup(runs.host),
         read_jsonl(runs.out / "data" / "forget10_perturbed.jsonl"),
-        sweep.settings["classifier"],
+        classifiers(sweep),
     )
     target, refs = references(runs, bench, base)
     for name in ["target", "retain", *(p.name for p in points)]:
@@ -416,13 +431,14 @@ def run(args, sweep, points):
             return []
         with lock:
             retain = runs.model_dir("retain")
+            name = point.classifier
             classifier = owner_classifier(
-                runs, bench.results, target, retain, bench.classifier
+                runs, bench.results, target, retain, name, bench.classifiers[name]
             )
         return [f"trainer.method_args.classifier={classifier}"]
 
     def unlearn(point):
-        if bench.done(point.name, recorded(point, bench.classifier)):
+        if bench.done(point.name, recorded(point, bench.classifiers)):
             return bench.read(point.name)
         return bench.unlearn(target, point, inputs(point))
 
@@ -474,62 +490,13 @@ def report(results, sweep, points):
     write_results(results, refs, sweep, points)
 
 
-def finished(results, names):
-    """name -> the point file's contents, for the names written so far."""
-    files = {name: results / "points" / f"{name}.json" for name in names}
-    return {n: json.loads(f.read_text()) for n, f in files.items() if f.is_file()}
-
-
 def write_results(results, refs, sweep, points):
     """results.md and results.png from the point files written so far."""
-    files = finished(results, [p.name for p in points])
-    done = [(p, files[p.name]["metrics"]) for p in points if p.name in files]
-    teacher_files = finished(results, [name for _, _, name in teachers(points)])
-    teacher_scores = {
-        tau: teacher_files[name]["metrics"]
-        for tau, _, name in teachers(points)
-        if name in teacher_files
-    }
-    methods = by_method(done, point=lambda item: item[0])
-    grid = grid_points(methods)
-    target_utility = refs["target"]["metrics"][UTILITY]
-    lines = [
-        *header(refs["target"]["setup"], results, sweep, len(done), len(points)),
-        *tables(refs, done, teacher_scores),
-        *fronts(grid, target_utility),
-        *seeded(methods, target_utility),
-        *dareu(results, files, done),
-        *sample_answers(results, refs, grid, target_utility),
-    ]
-    (results / "results.md").write_text("\n".join(lines) + "\n")
-    plot_fronts(
-        results / "results.png",
-        grid,
-        forget,
-        utility,
-        (f"{FORGET} (↓)", f"{UTILITY} (↑)"),
-        [
-            ("forget-teacher (τ)", "k^", [(None, m) for m in teacher_scores.values()]),
-            ("target (before)", "kx", [(None, refs["target"]["metrics"])]),
-            ("retain model (goal)", "k*", [(None, refs["retain"]["metrics"])]),
-        ],
-        title="SmolLM2-135M mini-TOFU: forget vs utility",
-    )
+    lines = partial(header, results=results, sweep=sweep, total=len(points))
+    REPORT.write(results, refs, points, lines)
 
 
-def forget(item):
-    return item[1][FORGET]
-
-
-def utility(item):
-    return item[1][UTILITY]
-
-
-def label(item):
-    return item[0].label
-
-
-def header(setup, results, sweep, done, total):
+def header(setup, done, results, sweep, total):
     """The title, the command and what ran (the same whichever process writes it)."""
     command = "OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/smollm2_tofu.py"
     command += " --tofu-dir TOFU --jobs 2"
@@ -552,200 +519,6 @@ def header(setup, results, sweep, done, total):
         f"{done} of {total} points done; {wall / 3600:.1f} h of process wall "
         "time so far (two points at a time, one thread each).\n",
     ]
-
-
-def tables(refs, done, teacher_scores):
-    """Every point's scores and the forget-teacher's."""
-
-    retain = refs["retain"]["metrics"]
-
-    def cells(metrics):
-        distance = [abs(metrics[c] - retain[c]) for c in DISTANCE]
-        return [*(metrics.get(c) for c in COLUMNS), metrics.get(FE), *distance]
-
-    distance = [f"\\|Δ {c}\\|" for c in DISTANCE]
-    return [
-        "## Every point\n",
-        f"`{FE}`: the paper's FE without its entailment term (harmonic mean of 1 − ROUGE, "
-        "1 − probability, truth ratio and token entropy of the forget answers); – where "
-        "the point ran before it was measured. \\|Δ\\|: distance to the retain model, "
-        "the goal (an over-forgetting point is far from it too).\n",
-        markdown_table(
-            ["method", "knob", *COLUMNS, FE, *distance],
-            [
-                *(
-                    [n, "–", *cells(refs[n]["metrics"])]
-                    for n in REFERENCES
-                    if n in refs
-                ),
-                *([p.method, p.label, *cells(m)] for p, m in done),
-            ],
-        ),
-    ] + (
-        [
-            "\n## Forget-teacher (the target with attention temperature τ, all layers)\n",
-            markdown_table(
-                ["τ", *COLUMNS, FE, *distance],
-                [[tau, *cells(m)] for tau, m in sorted(teacher_scores.items())],
-            ),
-        ]
-        if teacher_scores
-        else []
-    )
-
-
-def grid_points(methods):
-    """Each method's grid points (seed 0): the best of several seeds of one point would
-    read luck as a front, so the seeds' reruns are only in the seeds table."""
-    return {
-        method: [item for item in items if item[0].seed is None]
-        for method, items in methods.items()
-    }
-
-
-def fronts(methods, target_utility):
-    """Each method's Pareto front and its matched-utility points."""
-    thresholds = [t * target_utility for t in MATCHED]
-    return [
-        f"\n## Pareto fronts ({FORGET} ↓, {UTILITY} ↑)\n",
-        "Grid points (seed 0); the seeds' reruns are in the seeds table below.\n",
-        *front_lines(methods, forget, utility, label),
-        f"\n## Matched utility: lowest {FORGET} with {UTILITY} ≥ a share of the "
-        f"target's ({target_utility:.3f})\n",
-        markdown_table(
-            ["method", *(f"≥ {t:g}×" for t in MATCHED)],
-            matched_rows(methods, forget, utility, label, thresholds),
-        ),
-    ]
-
-
-def front_points(methods, target_utility):
-    """Per method, the points a reading rests on: its lowest forget answer probability at
-    ≥ 0.9× the target's utility, and its best forget quality (grid seed 0 only)."""
-    chosen = {}
-    for method, grid in grid_points(methods).items():
-        picks = [
-            best_at(grid, forget, utility, 0.9 * target_utility),
-            max(grid, key=lambda item: item[1].get("forget_quality") or 0),
-        ]
-        points = {p[0].name: p[0] for p in picks if p is not None}
-        chosen[method] = list(points.values())
-    return chosen
-
-
-def seeded(methods, target_utility):
-    """Mean ± sample standard deviation over the seeds of each method's front points."""
-    runs = {p.name: m for items in methods.values() for p, m in items}
-    columns = (FORGET, UTILITY, "forget_quality", "forget_truth_ratio", FE)
-    rows = []
-    for method, chosen in front_points(methods, target_utility).items():
-        for point in chosen:
-            seeds = [point, *(point.with_seed(s) for s in SEEDS)]
-            found = [runs[p.name] for p in seeds if p.name in runs]
-            rows.append(
-                [method, point.label, len(found)]
-                + [_spread([m.get(c) for m in found]) for c in columns]
-            )
-    return [
-        "\n## Seeds: each method's front points (lowest forget at ≥ 0.9× the target's "
-        "utility; best forget quality), mean ± sd over the seeds run\n",
-        "Seed = the host's training seed (data order; DareU's sampling too); the target, "
-        "retain model and evaluation are the same. n = 1: one run, no spread.\n",
-        markdown_table(["method", "point", "n", *columns], rows),
-    ]
-
-
-def _spread(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
-def dareu(results, files, done):
-    """The owner classifier's accuracy and attribution, and each DareU point's rewards."""
-    path = results / "attribution.json"
-    if not path.is_file():
-        return []
-    report = json.loads(path.read_text())
-    lines = [
-        "\n## DareU: the owner classifier and the reward\n",
-        f"`{report['command']}` (held-out texts never trained on; {report['train_rows']} "
-        f"training texts, {report['cpu_seconds']:.0f} s CPU)\n",
-        markdown_table(
-            ["held-out texts", "rows", "accuracy"],
-            [[k, v["rows"], v["accuracy"]] for k, v in report["held_out"].items()],
-        ),
-        "\nGreedy forget answers of the two ends (forget-owner probability = − reward):\n",
-        markdown_table(
-            ["model", "forget-owner prob", "top: forget owner", "top: other"],
-            [
-                [
-                    n,
-                    m["forget_owner_probability"],
-                    m["top_forget_owner"],
-                    m["top_other"],
-                ]
-                for n, m in report["models"].items()
-            ],
-        ),
-    ]
-    rows = []
-    for point, _ in done:
-        log = [s for s in files[point.name].get("train_log", []) if "reward" in s]
-        by_epoch = {}  # each epoch's steps see every forget prompt once
-        for step in log:
-            by_epoch.setdefault(math.ceil(step["epoch"] - 1e-9), []).append(step)
-        if by_epoch:
-            rows.append(
-                [
-                    point.label,
-                    len(log),
-                    *(
-                        " / ".join(
-                            f"{statistics.mean(s[key] for s in steps):.3f}"
-                            for steps in by_epoch.values()
-                        )
-                        for key in ("reward", "kl", "retain_loss")
-                    ),
-                ]
-            )
-    if rows:
-        lines += [
-            "\nThe reward curve: mean rollout reward (− forget-owner probability of the "
-            "sampled answers), KL to the start on them and the retain term, per epoch "
-            "(each epoch samples every forget prompt once):\n",
-            markdown_table(
-                ["point", "steps", "reward by epoch", "kl by epoch", "retain by epoch"],
-                rows,
-            ),
-        ]
-    return lines
-
-
-def sample_answers(results, refs, methods, target_utility):
-    """Two forget answers of the target and of each method's chosen point."""
-    lines = [
-        "\n## Sample forget answers (each method's lowest-forget point at ≥ 0.9× the "
-        "target's utility, else its lowest-forget point)\n",
-    ]
-    chosen = {"target (before unlearning)": refs["target"]}
-    for method, items in methods.items():
-        point, _ = best_at(items, forget, utility, 0.9 * target_utility) or min(
-            items, key=forget
-        )
-        chosen[f"{method} {point.label}"] = finished(results, [point.name])[point.name]
-    for title, result in chosen.items():
-        lines.append(f"**{title}**\n")
-        for sample in result["samples"]:
-            lines.append(
-                f"- Q: {sample['question']}\n  - truth: {sample['answer']}\n"
-                f"  - answer: {sample['generation'].strip()!r}"
-            )
-        lines.append("")
-    return lines
 
 
 if __name__ == "__main__":

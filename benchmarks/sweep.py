@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 SWEEPS = Path(__file__).parent / "sweeps"
 SYMBOLS = {"temperature": "τ", "gamma": "γ", "alpha": "α", "beta": "β"}
-POINT_FIELDS = ("method", "lr", "epochs", "seed")  # the rest of an entry: method_args
+POINT_FIELDS = ("method", "lr", "epochs", "seed", "classifier")  # the rest: method_args
 
 
 # the TOFU experiment config of each method not run with the host's default one
@@ -19,19 +19,24 @@ EXPERIMENTS = {"ME_GD": "me", "IDK_AP": "idk_ap", "DareU": "dareu"}
 
 class Point(NamedTuple):
     """One unlearning run of a sweep: the method, its learning rate and own knobs, its
-    epochs (``None``: the benchmark's) and its training seed (``None``: the host's, 0)."""
+    epochs (``None``: the benchmark's), its training seed (``None``: the host's, 0) and,
+    for DareU, the sweep's owner classifier it uses (``None``: the sweep's default)."""
 
     method: str
     lr: float
     method_args: dict
     epochs: int | None = None
     seed: int | None = None
+    classifier: str | None = None
 
     @property
     def knobs(self):
-        epochs = {} if self.epochs is None else {"epochs": self.epochs}
-        seed = {} if self.seed is None else {"seed": self.seed}
-        return {"lr": f"{self.lr:g}", **self.method_args, **epochs, **seed}
+        extra = {k: getattr(self, k) for k in ("classifier", "epochs", "seed")}
+        return {
+            "lr": f"{self.lr:g}",
+            **self.method_args,
+            **{k: v for k, v in extra.items() if v is not None},
+        }
 
     def with_seed(self, seed):
         """The same run with another training seed (data order, sampling)."""
@@ -110,13 +115,17 @@ class Sweep(NamedTuple):
 
 
 def load(name) -> Sweep:
-    """``sweeps/<name>.yaml``."""
+    """``sweeps/<name>.yaml``; one that ``extends`` another has that one's points first and
+    its settings, its own added or in their place."""
     path = SWEEPS / f"{name}.yaml"
     if not path.is_file():
         found = sorted(p.stem for p in SWEEPS.glob("*.yaml"))
         raise ValueError(f"no sweep {name!r}; the sweeps: {found}")
     data = OmegaConf.to_container(OmegaConf.load(path))
     points = [point(entry) for entry in data.pop("points")]
+    if "extends" in data:
+        base = load(data.pop("extends"))
+        points, data = base.points + points, {**base.settings, **data}
     names = [p.name for p in points]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-RESULTS = BENCHMARKS / "results" / "smollm2_tofu"
 
 
 @pytest.fixture
@@ -29,32 +28,44 @@ def sweep(bench):
     return sweep
 
 
-@pytest.mark.parametrize("folder", ["smollm2_tofu", "smollm2_tofu_round2"])
+@pytest.fixture
+def report(bench):
+    import report
+
+    return report
+
+
+FOLDERS = {"smollm2_tofu": "smollm2_tofu", "smollm2_tofu_round2": "smollm2_tofu_round2"}
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_report_rewrites_the_committed_results_byte_for_byte(tmp_path, folder):
     committed = BENCHMARKS / "results" / folder
     results = shutil.copytree(committed, tmp_path / "results")
     (results / "results.md").unlink()
     command = [sys.executable, str(BENCHMARKS / "smollm2_tofu.py"), "--report"]
-    command += ["--jobs", "2", "--results", str(results)]  # as the committed run
+    command += ["--jobs", "2", "--results", str(results), "--sweep", FOLDERS[folder]]
     subprocess.run(command, check=True, capture_output=True)
     assert filecmp.cmp(results / "results.md", committed / "results.md", shallow=False)
 
 
-def test_every_committed_point_resumes_as_done_and_another_is_refused(bench):
-    setup = json.loads((RESULTS / "points" / "target.json").read_text())["setup"]
-    sweep = bench.load("smollm2_tofu")
-    points = bench.Bench(None, RESULTS, setup, [], sweep.settings["classifier"])
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_every_committed_point_resumes_as_done_and_another_is_refused(bench, folder):
+    results = BENCHMARKS / "results" / folder
+    setup = json.loads((results / "points" / "target.json").read_text())["setup"]
+    sweep = bench.load(FOLDERS[folder])
+    points = bench.Bench(None, results, setup, [], bench.classifiers(sweep))
     written = [p for p in sweep.points if points.path(p.name).is_file()]
     assert len(written) >= 19  # the first grid's
     assert all(
-        points.done(p.name, bench.recorded(p, points.classifier)) for p in written
+        points.done(p.name, bench.recorded(p, points.classifiers)) for p in written
     )
     assert all(
         points.done(name, bench.teacher_definition(tau))
         for tau, _, name in bench.teachers(sweep.points)
         if points.path(name).is_file()
     )
-    asu = sweep.points[0]
+    asu = next(p for p in written if p.method == "ASU_KL")
     assert asu.overrides()[-1] == "trainer.method_args.gamma=1"
     other = asu._replace(method_args={**asu.method_args, "gamma": 3})
     with pytest.raises(ValueError, match="'gamma': 1}} recorded, .*'gamma': 3}} now"):
@@ -74,9 +85,18 @@ def test_dareu_points_record_their_classifier_and_the_host_log_gives_the_rewards
     bench, sweep, tmp_path
 ):
     overrides = bench.load("smollm2_tofu").settings["classifier"]
-    assert bench.recorded(sweep.Point("DareU", 3e-5, {}), overrides)["classifier"] == (
+    named = {None: overrides, "other": ["reads=response"]}
+    assert bench.recorded(sweep.Point("DareU", 3e-5, {}), named)["classifier"] == (
         overrides
     )
+    point = sweep.Point("DareU", 3e-5, {}, classifier="other")
+    assert point.name == "DareU_lr3e-05_classifierother"
+    assert bench.recorded(point, named) == {
+        "method": "DareU",
+        "lr": 3e-5,
+        "method_args": {},
+        "classifier": ["reads=response"],
+    }
     log = tmp_path / "train.log"
     log.write_text(
         "Map: 100%|█| 40/40\n"
@@ -87,21 +107,23 @@ def test_dareu_points_record_their_classifier_and_the_host_log_gives_the_rewards
     assert [s["reward"] for s in bench.train_log(log)] == [-0.9, -0.7]
 
 
-def test_a_better_seed_does_not_enter_the_front_but_the_seeds_table(bench, sweep):
+def test_a_better_seed_does_not_enter_the_front_but_the_seeds_table(
+    bench, sweep, report
+):
     point = sweep.Point("NPO", 1e-4, {})
     scores = {bench.FORGET: 0.2, bench.UTILITY: 0.4, "forget_quality": 0.1}
     luckier = {**scores, bench.FORGET: 0.05, bench.UTILITY: 0.45}
     methods = {"NPO": [(point, scores), (point.with_seed(1), luckier)]}
-    fronts = "\n".join(bench.fronts(bench.grid_points(methods), 0.4))
+    fronts = "\n".join(bench.REPORT.fronts(report.grid_points(methods), 0.4))
     assert "lr=0.0001 (0.200, 0.400)" in fronts and "0.050" not in fronts
-    (row,) = [r for r in bench.seeded(methods, 0.4) if "| NPO |" in r]
+    (row,) = [r for r in bench.REPORT.seeded(methods, 0.4) if "| NPO |" in r]
     assert "| 2 | 0.125 ± 0.106 | 0.425 ± 0.035 |" in row
 
 
-def test_seed_spread_is_mean_and_sample_sd_and_one_run_has_none(bench):
-    assert bench._spread([0.1, 0.3, None]) == "0.200 ± 0.141"
-    assert bench._spread([0.25]) == "0.250"
-    assert bench._spread([None]) == "–"
+def test_seed_spread_is_mean_and_sample_sd_and_one_run_has_none(report):
+    assert report.spread([0.1, 0.3, None]) == "0.200 ± 0.141"
+    assert report.spread([0.25]) == "0.250"
+    assert report.spread([None]) == "–"
 
 
 def test_a_retain_model_that_scores_otherwise_is_refused_and_new_metrics_are_added(

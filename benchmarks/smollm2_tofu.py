@@ -53,6 +53,7 @@ from asu_plugin.workflows.build.tofu_format import (
     write_refusals,
 )
 from asu_plugin.workflows.run.entry import WorkflowError, stops
+from asu_plugin.workflows.run.fluency import empty_share
 from asu_plugin.workflows.run.host import host_commit, link_tofu, teacher_overrides
 from asu_plugin.workflows.run.runs import (
     Recipe,
@@ -202,7 +203,7 @@ class Bench:
         result = {
             "setup": self.setup,
             "point": point,
-            "metrics": metrics | {"forget_empty": _empty(answers)},
+            "metrics": metrics | {"forget_empty": empty_share(answers)},
             "samples": samples,
             "answers": answers,
             "wall_s": {"train": train_s, "eval": time.time() - start},
@@ -224,7 +225,7 @@ class Bench:
         result = self.read(name)
         if "answers" not in result:
             answers = self.answers(name)
-            result["metrics"]["forget_empty"] = _empty(answers)
+            result["metrics"]["forget_empty"] = empty_share(answers)
             write_record(self.path(name), {**result, "answers": answers}, indent=1)
 
     def unlearn(self, target, point, inputs=()):
@@ -261,11 +262,6 @@ def train_log(log):
             text = re.sub(r"\b(nan|inf)\b", r"'\1'", line[: line.rfind("}") + 1])
             steps.append(ast.literal_eval(text))
     return steps
-
-
-def _empty(answers):
-    """Share of empty answers."""
-    return sum(not a.strip() for a in answers) / len(answers)
 
 
 def _same(a, b):

@@ -67,9 +67,7 @@ def relearn(tmp_path, device):
 
 
 def demo(tmp_path, device):
-    return start(
-        tmp_path, "demo", "--model", "tiny", "--out", "demo", "--device", device
-    )
+    return start(tmp_path, "demo", "preset=tiny", "out_dir=demo", f"device={device}")
 
 
 STARTS = {"continual": continual, "relearn": relearn, "demo": demo}
@@ -87,7 +85,7 @@ def test_host_runs_see_the_gpu_unless_asked_for_the_cpu(tmp_path, workflow):
     )  # the host's GPU precision stays
 
     result, runs = STARTS[workflow](tmp_path / "cpu", "cpu")
-    assert "CPU (1 threads)" in result.stdout.splitlines()[0]
+    assert "CPU (1 thread)" in result.stdout.splitlines()[0]
     (run,) = runs
     assert run["env"]["CUDA_VISIBLE_DEVICES"] == ""
     assert "trainer.args.bf16=false" in run["command"]

@@ -1,31 +1,33 @@
 """Offline end-to-end demo through open-unlearning: a model learns fictitious authors, ASU_KL
-unlearns two of them.
+unlearns two of them, a host baseline beside it.
 
-``--model smollm2`` (default): SmolLM2-135M-Instruct (``make smollm2``) finetuned on 6 generated
-authors. ``--model tiny``: a 4-layer word-level Llama built locally (a few minutes; for quick
-checks and the tests). The target learns every author and the retain model all but the forget
-authors (host ``src/train.py``); the demo checks the target really learnt the forget authors,
-ASU_KL unlearns them (``src/train.py``, ``experiment=unlearn/tofu/asu``), and the host's TOFU
-evaluator (``src/eval.py``) scores the retain model, the target before and after, and the
-forget-teacher itself. A GPU is used when torch sees one.
+``preset=smollm2`` (default): SmolLM2-135M-Instruct (``make smollm2``) finetuned on 6 generated
+authors whose answers are invented facts (``build.authors.generate_biographies``: a model that
+never read them cannot guess them). ``preset=tiny``: a 4-layer word-level Llama on the short
+one-fact authors, built locally (a few minutes; for quick checks and the tests). The target
+learns every author and the retain model all but the forget authors (host ``src/train.py``);
+the demo checks the target really learnt the forget authors, takes τ from the calibration
+workflow on that target (``python -m asu_plugin.workflows.calibrate``; smollm2) unless
+``temperature`` is given, unlearns the forget authors with ASU_KL and with the ``baseline``
+(``src/train.py``), and scores every model with the host's TOFU evaluator (``src/eval.py``):
+forget and retain metrics beside the fluency of the forget answers, and the answers. A GPU is
+used when torch sees one.
 
-``python -m asu_plugin.workflows.demo [--model M] [--out DIR] [--temperature T] [--gamma G]
-[--alpha A] [--epochs E]``
+``python -m asu_plugin.workflows.demo [preset=P] [out_dir=DIR] [temperature=T] [gamma=G]
+[alpha=A] [epochs=E] [baseline=B] [device=D]`` (configs/demo/default.yaml)
 
-Runs are kept and reused in ``DIR/<model>``: the target and retain models (``target``,
+Runs are kept and reused in ``DIR/<preset>``: the target and retain models (``target``,
 ``retain``) depend only on the set, the model and their finetuning (``setup.json``), the
-unlearned model and its scores are named by τ, γ, α and epochs (``asu_kl_t2_g1_a1_e5``,
-``evals/after_t2_g1_a1_e5``), the teacher by τ.
+calibration on the target (``calibrate``), each unlearned model and its scores are named by
+what defines it (``asu_kl_t1.75_g1_a1_e5``, ``evals/asu_kl_t1.75_g1_a1_e5``; ``npo_e5``).
 """
 
-import argparse
 import json
 import logging
 import os
 import time
 import warnings
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,24 +45,25 @@ from asu_plugin.workflows.build.targets import (
     finetune,
     split_rows,
 )
-from asu_plugin.workflows.run.entry import WorkflowError, checked, stops
+from asu_plugin.workflows.run.entry import BadSettings, WorkflowError, checked, workflow
 from asu_plugin.workflows.run.host import (
     describe_device,
     host_commit,
     resolve_device,
-    teacher_overrides,
 )
 from asu_plugin.workflows.run.runs import Recipe, Runs
 from asu_plugin.workflows.run.tables import markdown_table
 
-# TOFU_EVAL.json keys: the host's summary metrics, the retain-set ones and the general
-# knowledge (real authors, world facts) its model_utility also averages in (harmonically:
-# one zero makes it zero; a tiny model never knew these)
+# TOFU_EVAL.json keys: the host's summary metrics, the fluency of the forget answers, the
+# retain-set metrics and the general knowledge (real authors, world facts) its model_utility
+# also averages in (harmonically: one zero makes it zero)
 METRICS = {
     "forget_Q_A_Prob": "forget answer prob",
     "forget_Q_A_ROUGE": "forget ROUGE",
     "forget_truth_ratio": "forget truth ratio",
     "forget_quality": "forget quality",
+    "forget_repetition": "forget repetition",
+    "forget_empty": "forget empty share",
     "retain_Q_A_Prob": "retain answer prob",
     "retain_Q_A_ROUGE": "retain ROUGE",
     "ra_Q_A_ROUGE": "real authors ROUGE",
@@ -78,36 +81,45 @@ EVAL = [
 ]
 # the target's forget answer probability must exceed the retain model's by this much
 LEARNT_MARGIN = 0.2
-
-
-def check_epochs(epochs) -> int:
-    return check_count("epochs", epochs)
+BASELINES = (
+    "NPO",
+    "GradDiff",
+    "SimNPO",
+)  # host trainers of the default TOFU experiment
 
 
 class Knobs(NamedTuple):
-    """What defines the unlearned model: ASU_KL's τ, forget weight γ, retain weight α and
-    its epochs."""
+    """What defines the unlearned models: ASU_KL's τ, forget weight γ and retain weight α,
+    the epochs (the baseline's too) and the layers the teacher smooths (``None``: all)."""
 
     temperature: float
     gamma: float
     alpha: float
     epochs: int
+    layers: tuple | None = None
 
     @property
     def tag(self):
-        return f"t{self.temperature:g}_g{self.gamma:g}_a{self.alpha:g}_e{self.epochs}"
+        layers = (
+            "" if self.layers is None else f"_l{min(self.layers)}-{max(self.layers)}"
+        )
+        knobs = f"g{self.gamma:g}_a{self.alpha:g}_e{self.epochs}"
+        return f"t{self.temperature:g}{layers}_{knobs}"
 
 
 class Model(NamedTuple):
-    """What ``--model`` picks: the target's setup, the host model config it runs with,
-    ASU_KL's defaults and its learning rate and batch size, and where τ comes from."""
+    """What ``preset`` picks: the target's setup, the host model config it runs with,
+    ASU_KL's default knobs (τ ``None``: calibrated), the unlearning learning rate and batch
+    size, and the τ values the calibration sweeps (or where the fixed τ comes from)."""
 
     setup: Setup
     host_model: str
     knobs: Knobs
     unlearn_lr: float
     unlearn_batch: int
-    temperature_source: str
+    temperatures: tuple = ()
+    layer_sets: tuple = ()
+    temperature_source: str = ""
 
 
 MODELS = {
@@ -125,12 +137,13 @@ MODELS = {
             pretrained=smollm2.DEFAULT_DIR,
         ),
         "SmolLM2-135M-Instruct",
-        Knobs(temperature=2.0, gamma=1.0, alpha=1.0, epochs=5),
+        Knobs(temperature=None, gamma=1.0, alpha=1.0, epochs=5),
         1e-4,
         4,
-        "the committed calibration of SmolLM2-135M-Instruct, "
-        "benchmarks/results/calibrate/smollm2_target (python -m "
-        "asu_plugin.workflows.calibrate; recommended τ 2 on all layers)",
+        # all layers forget only once answers are gone (τ 2: all empty); a third of the
+        # layers keeps them sentences at a larger τ (docs/demo.md)
+        temperatures=(2.0, 3.0, 4.0, 6.0),
+        layer_sets=("all", "middle_third", "last_third"),
     ),
     # see benchmarks/results/mini_tofu: a 4-layer model needs more smoothing than the
     # paper's 7B models to forget; the teacher forgets from τ ≈ 10 at this depth, and the
@@ -141,7 +154,7 @@ MODELS = {
         Knobs(temperature=32.0, gamma=1.0, alpha=1.0, epochs=30),
         1e-3,
         4,
-        "the tiny model's default, from benchmarks/results/mini_tofu",
+        temperature_source="the tiny model's default, from benchmarks/results/mini_tofu",
     ),
 }
 
@@ -150,9 +163,9 @@ class NotLearnt(WorkflowError):
     """The target does not know the forget authors better than the retain model."""
 
 
-def run_demo(runs, model, knobs, temperature_source="--temperature"):
-    """Every stage of the demo in ``runs``; prints the table, sample answers and stage
-    times."""
+def run_demo(runs, model, knobs, baseline="NPO", given=False):
+    """Every stage of the demo in ``runs``; prints the τ chosen (``given``: by the user;
+    ``None``: calibrated), the table, sample answers and stage times."""
     times = {}
 
     def timed(label, make):
@@ -161,22 +174,21 @@ def run_demo(runs, model, knobs, temperature_source="--temperature"):
         times[label] = time.time() - start
         return result
 
+    def evaluate(name, folder, retain_logs, stage):
+        return runs.ensure_eval(name, folder, retain_logs, EVAL, stage=stage)
+
     recipe = model.setup.recipe
     start = timed("data and base model", lambda: base(runs, model.setup))
     target = timed("finetune target", lambda: finetune(runs, "target", recipe, start))
     retain = timed("finetune retain", lambda: finetune(runs, "retain", recipe, start))
-    retain_logs = runs.eval_logs("retain")
     held_out = timed(
         "evaluate retain",
-        lambda: runs.ensure_eval(
-            "retain", retain, None, EVAL, stage="evaluating the retain model"
-        ),
+        lambda: evaluate("retain", retain, None, "evaluating the retain model"),
     )
+    retain_logs = runs.eval_logs("retain")
     before = timed(
         "evaluate before",
-        lambda: runs.ensure_eval(
-            "before", target, retain_logs, EVAL, stage="evaluating the target model"
-        ),
+        lambda: evaluate("before", target, retain_logs, "evaluating the target model"),
     )
     check_learnt(before, held_out, runs.out / "logs" / "target.log")
     runs.stage(
@@ -184,57 +196,130 @@ def run_demo(runs, model, knobs, temperature_source="--temperature"):
         f"{before['forget_Q_A_Prob']:.3f}, the retain model's "
         f"{held_out['forget_Q_A_Prob']:.3f}"
     )
-    runs.stage(f"τ {knobs.temperature:g}: {temperature_source}")
-    unlearned = timed(
+    if knobs.temperature is None:
+        tau, layers, source = timed(
+            "calibrate τ", lambda: calibrate(runs, model, target)
+        )
+        knobs = knobs._replace(temperature=tau, layers=layers)
+    else:
+        source = "temperature=" if given else model.temperature_source
+    where = "all layers" if knobs.layers is None else f"layers {list(knobs.layers)}"
+    runs.stage(f"τ {knobs.temperature:g} on {where}: {source}")
+    unlearn = Recipe(knobs.epochs, model.unlearn_lr, model.unlearn_batch)
+    asu_name = f"asu_kl_{knobs.tag}"
+    asu = timed(
         "unlearn (ASU_KL)",
         lambda: runs.ensure_model(
-            f"asu_kl_{knobs.tag}",
+            asu_name,
             target,
             [
                 "--config-name=unlearn.yaml",
                 "experiment=unlearn/tofu/asu",
                 f"trainer.method_args.temperature={knobs.temperature}",
+                *layer_overrides(knobs.layers),
                 f"trainer.method_args.gamma={knobs.gamma}",
                 f"trainer.method_args.alpha={knobs.alpha}",
             ],
-            Recipe(knobs.epochs, model.unlearn_lr, model.unlearn_batch),
-            stage=f"unlearning with ASU_KL (τ {knobs.temperature:g}, γ {knobs.gamma:g}, "
-            f"α {knobs.alpha:g}, {knobs.epochs} epochs, lr {model.unlearn_lr:g})",
+            unlearn,
+            stage=f"unlearning with ASU_KL (τ {knobs.temperature:g} on {where}, "
+            f"γ {knobs.gamma:g}, α {knobs.alpha:g}, {knobs.epochs} epochs, "
+            f"lr {model.unlearn_lr:g})",
         ),
     )
-    after = timed(
-        "evaluate after",
-        lambda: runs.ensure_eval(
-            f"after_{knobs.tag}",
-            unlearned,
-            retain_logs,
-            EVAL,
-            stage="evaluating the unlearned model",
-        ),
-    )
-    teacher = timed(
-        "evaluate teacher",
-        lambda: runs.ensure_eval(
-            f"teacher_t{knobs.temperature:g}",
-            target,
-            retain_logs,
-            [*EVAL, *teacher_overrides(knobs.temperature)],
-            stage="evaluating the forget-teacher (AttentionSmoothedForCausalLM)",
-        ),
-    )
-    report(
-        {
-            "before": before,
-            "ASU_KL": after,
-            "teacher": teacher,
-            "retain model": held_out,
-        }
-    )
-    samples(runs, {"before": "before", "after": f"after_{knobs.tag}"})
+    after = {
+        "ASU_KL": timed(
+            "evaluate ASU_KL",
+            lambda: evaluate(asu_name, asu, retain_logs, "evaluating ASU_KL's model"),
+        )
+    }
+    names = {"before": "before", "ASU_KL": asu_name}
+    if baseline is not None:
+        name = f"{baseline.lower()}_e{knobs.epochs}"
+        unlearned = timed(
+            f"unlearn ({baseline})",
+            lambda: runs.ensure_model(
+                name,
+                target,
+                [
+                    "--config-name=unlearn.yaml",
+                    "experiment=unlearn/tofu/default",
+                    f"trainer={baseline}",
+                ],
+                unlearn,
+                stage=f"unlearning with {baseline} (the host's defaults, "
+                f"{knobs.epochs} epochs, lr {model.unlearn_lr:g})",
+            ),
+        )
+        after[baseline] = timed(
+            f"evaluate {baseline}",
+            lambda: evaluate(
+                name, unlearned, retain_logs, f"evaluating {baseline}'s model"
+            ),
+        )
+        names[baseline] = name
+    report({"before": before, **after, "retain model": held_out})
+    samples(runs, names)
     print("\nstage times (s; 0 = reused from an earlier run):")
     print("  " + ", ".join(f"{label} {t:.0f}" for label, t in times.items()))
     runs.stage(
         f"done in {sum(times.values()) / 60:.1f} min; everything is under {runs.out}"
+    )
+
+
+def layer_overrides(layers):
+    return (
+        []
+        if layers is None
+        else [f"trainer.method_args.layers=[{','.join(map(str, layers))}]"]
+    )
+
+
+def calibrate(runs, model, target):
+    """τ and the layers (``None``: all) the calibration workflow recommends for ``target``
+    (made in ``out/calibrate`` unless there), and a line saying so."""
+    temperatures = ",".join(f"{t:g}" for t in model.temperatures)
+    layer_sets = ",".join(model.layer_sets)
+    if not (runs.out / "calibrate").is_dir():
+        runs.stage(
+            "calibrating τ on the target (python -m asu_plugin.workflows.calibrate: "
+            f"τ {temperatures} on layer sets {layer_sets})"
+        )
+    folder = runs.workflow(
+        "calibrate",
+        "calibrate",
+        [
+            f"model={model.host_model}",
+            f"model.model_args.pretrained_model_name_or_path={target}",
+            f"model.tokenizer_args.pretrained_model_name_or_path={target}",
+            f"data_dir={runs.out / 'data'}",
+            f"temperatures=[{temperatures}]",
+            f"layer_sets=[{layer_sets}]",
+            f"max_new_tokens={MAX_NEW_TOKENS}",
+            f"num_threads={os.environ.get('OMP_NUM_THREADS', 1)}",
+        ],
+    )
+    record = json.loads((folder / "calibration.json").read_text())
+    chosen = record["recommendation"]
+    if chosen is None:
+        raise WorkflowError(
+            f"the calibration recommends no τ for this target (τ {temperatures} on "
+            f"{layer_sets}): see {folder / 'calibration.md'}, or set temperature="
+        )
+    tau, name = chosen["temperature"], chosen["layer_set"]
+    teacher = next(
+        r
+        for r in record["results"]
+        if r["layer_set"] == name and r["temperature"] == tau
+    )
+    layers = None if chosen["layers"] is None else tuple(chosen["layers"])
+    return (
+        tau,
+        layers,
+        (
+            f"the calibration's choice on this target ({folder / 'calibration.md'}): its "
+            f"teacher (layer set {name}) forget prob {teacher['forget_prob']:.3f}, "
+            f"empty {teacher['empty_rate']:.2f}, repetition {teacher['repetition']:.2f}"
+        ),
     )
 
 
@@ -263,7 +348,7 @@ def report(columns):
     )
 
 
-def samples(runs, evals, picks=(("forget", 2), ("retain", 1))):
+def samples(runs, evals, picks=(("forget", 3), ("retain", 1))):
     """The host evaluator's greedy answers to the first questions of each split in
     ``picks``, from each of ``evals`` (label -> evaluation name)."""
     for split, count in picks:
@@ -279,7 +364,8 @@ def samples(runs, evals, picks=(("forget", 2), ("retain", 1))):
             row = rows[int(index)]
             print(f"\n{split} Q: {row['question']}\n   truth : {row['answer']}")
             for label, by_index in answers.items():
-                print(f"   {label:<6}: {by_index[index]['generation']}")
+                answer = " / ".join(by_index[index]["generation"].split("\n"))
+                print(f"   {label:<7}: {answer.strip()}")
 
 
 @contextmanager
@@ -294,55 +380,53 @@ def quiet():
         logging.disable(logging.NOTSET)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m asu_plugin.workflows.demo", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--model", choices=MODELS, default="smollm2")
-    parser.add_argument("--out", type=Path, default=Path(".demo"))
-    parser.add_argument(
-        "--temperature", help="ASU's τ (default: the model's calibrated one)"
-    )
-    parser.add_argument("--gamma", help="the forget term's weight")
-    parser.add_argument("--alpha", help="the retain term's weight")
-    parser.add_argument("--epochs")
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="auto (the GPU when torch sees one), cpu or cuda",
-    )
-    args = parser.parse_args(argv)
+def check_config(cfg):
+    """``BadSettings`` naming every bad value, before anything runs; the ``Model`` and the
+    ``Knobs`` the settings pick."""
+    if cfg.preset not in MODELS:
+        raise BadSettings({"preset": f"{cfg.preset!r}; allowed: {', '.join(MODELS)}"})
+    model = MODELS[cfg.preset]
     parse = {
-        "temperature": lambda text: check_temperature(float(text)),
-        "gamma": lambda text: check_weight("gamma", float(text)),
-        "alpha": lambda text: check_weight("alpha", float(text)),
-        "epochs": lambda text: check_epochs(int(text)),
-        "device": resolve_device,
+        "temperature": lambda v: check_temperature(float(v)),
+        "gamma": lambda v: check_weight("gamma", float(v)),
+        "alpha": lambda v: check_weight("alpha", float(v)),
+        "epochs": lambda v: check_count("epochs", v),
     }
     given, problems = checked(
-        {
-            f"--{knob}": partial(parse[knob], getattr(args, knob))
-            for knob in (*Knobs._fields, "device")
-            if getattr(args, knob) is not None
-        }
+        {k: lambda k=k: parse[k](cfg[k]) for k in parse if cfg[k] is not None}
+        | {"device": lambda: resolve_device(cfg.device)}
     )
-    if problems:  # every bad one, as argparse words its own errors (exit 2)
-        parser.error("\n".join(f"argument {k}: {v}" for k, v in problems.items()))
-    model = MODELS[args.model]
-    device = given.pop("--device")
-    knobs = model.knobs._replace(**{k[2:]: v for k, v in given.items()})
-    source = "--temperature" if args.temperature else model.temperature_source
+    if cfg.baseline is not None and cfg.baseline not in BASELINES:
+        problems["baseline"] = (
+            f"{cfg.baseline!r}; allowed: {', '.join(BASELINES)} or null"
+        )
+    if problems:
+        raise BadSettings(problems)
+    given.pop("device")
+    return model, model.knobs._replace(**given)
+
+
+EXAMPLE = "python -m asu_plugin.workflows.demo preset=tiny epochs=10"
+
+
+@workflow("demo", check_config, EXAMPLE)
+def main(cfg):
+    model, knobs = check_config(cfg)
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-    with quiet(), stops("demo"):
+    with quiet():
         if model.setup.pretrained:
             smollm2.prepare(model.setup.pretrained)
-        runs = Runs(args.out / args.model, device=device, model=model.host_model)
+        runs = Runs(
+            Path(cfg.out_dir).resolve() / cfg.preset,
+            device=cfg.device,
+            model=model.host_model,
+        )
         runs.stage(
-            f"{args.model} on {describe_device(device)}; open-unlearning "
+            f"{cfg.preset} on {describe_device(runs.device)}; open-unlearning "
             f"{host_commit(runs.host) or runs.host}; transformers "
             f"{transformers.__version__}, torch {torch.__version__}"
         )
-        run_demo(runs, model, knobs, source)
+        run_demo(runs, model, knobs, cfg.baseline, given=cfg.temperature is not None)
 
 
 if __name__ == "__main__":

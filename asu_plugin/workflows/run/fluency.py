@@ -9,6 +9,12 @@ def repetition(texts):
     return statistics.mean(1 - len(set(w)) / len(w) if w else 1.0 for w in words)
 
 
+def empty_share(texts):
+    """Share of texts with nothing but whitespace."""
+    texts = list(texts)
+    return sum(not t.strip() for t in texts) / len(texts)
+
+
 def fluency(answers) -> dict:
     """Empty-answer rate, repeated-word rate of the non-empty answers, a sample."""
     spoken = [a for a in answers if a]

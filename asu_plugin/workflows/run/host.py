@@ -74,7 +74,8 @@ def describe_device(device, threads=None) -> str:
     ``threads``: the CPU threads it uses (default: each host run's ``OMP_NUM_THREADS``)."""
     if device == "cuda":
         return f"GPU ({torch.cuda.get_device_name()})"
-    return f"CPU ({threads or os.environ.get('OMP_NUM_THREADS', '1')} threads)"
+    threads = int(threads or os.environ.get("OMP_NUM_THREADS", 1))
+    return f"CPU ({threads} thread{'s' * (threads > 1)})"
 
 
 def device_overrides(device="cpu") -> list[str]:

@@ -7,13 +7,16 @@ A JSON record (``claim``, ``same_record``) keeps a folder to the configuration t
 """
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 from asu_plugin.workflows.run.entry import WorkflowError
-from asu_plugin.workflows.run.fluency import repetition
+from asu_plugin.workflows.run.fluency import empty_share, repetition
 from asu_plugin.workflows.run.host import (
     NO_EVAL,
     device_overrides,
@@ -137,6 +140,26 @@ class Runs:
                 f"(exit {result.returncode}); its log: {log}"
             )
 
+    def workflow(self, workflow, name, overrides):
+        """``out/<name>``: ``python -m asu_plugin.workflows.<workflow> overrides`` with its
+        ``out_dir`` there, unless it is complete already; its output goes to
+        ``logs/<name>.log``."""
+        path, log = self.out / name, self.out / "logs" / f"{name}.log"
+
+        def make(partial):
+            command = [sys.executable, "-m", f"asu_plugin.workflows.{workflow}"]
+            command += [*overrides, f"device={self.device}", f"out_dir={partial}"]
+            env = {**os.environ, "OPEN_UNLEARNING_DIR": str(self.host)}
+            log.parent.mkdir(exist_ok=True)
+            with open(log, "w") as f:
+                result = subprocess.run(command, stdout=f, stderr=f, env=env)
+            if result.returncode:
+                raise WorkflowError(
+                    f"{workflow} failed for {name} (exit {result.returncode}); its log: {log}"
+                )
+
+        return path if path.is_dir() else self.complete(path, make)
+
     def complete(self, path, make):
         """``make(partial)`` writes into a fresh ``<path>.partial``, renamed to ``path``
         (``path`` appears only once complete)."""
@@ -246,8 +269,9 @@ class Runs:
 
 def scores(eval_dir):
     """``{"metrics": ..., "summary": [...]}``: every ``agg_value`` of the host's
-    ``*_EVAL.json`` (retain metrics included) and, for TOFU, the repetition rate of the
-    generated forget answers (``forget_repetition``); the names in its ``*_SUMMARY.json``."""
+    ``*_EVAL.json`` (retain metrics included) and, for TOFU, the repetition rate and the
+    empty share of the generated forget answers (``forget_repetition``, ``forget_empty``);
+    the names in its ``*_SUMMARY.json``."""
     metrics, summary = {}, []
     for path in sorted(Path(eval_dir).glob("*_EVAL.json")):
         logs = json.loads(path.read_text())
@@ -258,9 +282,9 @@ def scores(eval_dir):
         )
         rouge = logs.get("forget_Q_A_ROUGE", {}).get("value_by_index")
         if rouge:
-            metrics["forget_repetition"] = repetition(
-                a["generation"] for a in rouge.values()
-            )
+            answers = [a["generation"] for a in rouge.values()]
+            metrics["forget_repetition"] = repetition(answers)
+            metrics["forget_empty"] = empty_share(answers)
     for path in sorted(Path(eval_dir).glob("*_SUMMARY.json")):
         names = json.loads(path.read_text())
         metrics.update(names)

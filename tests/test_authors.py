@@ -7,7 +7,7 @@ import pytest
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin.workflows.build.authors import FIRST, LAST, generate
+from asu_plugin.workflows.build.authors import FIRST, LAST, NOUNS, generate
 from asu_plugin.workflows.build.tiny import (
     PROMPT,
     build_tiny_llama,
@@ -194,3 +194,27 @@ def test_tiny_llama_tokenizer_keeps_prompts_a_prefix(data, tmp_path):
         assert ids[start:] == tokenizer(answer).input_ids + [tokenizer.eos_token_id]
         assert tokenizer.unk_token_id not in ids
     assert set(tokenizer("Question:")) == {"input_ids", "attention_mask"}
+
+
+def test_biographies_name_facts_other_authors_do_not_share(tmp_path):
+    sizes = generate(tmp_path, num_authors=6, num_requests=1, biographies=True)
+    forget, retain = (
+        read_jsonl(tmp_path / f"{n}.jsonl") for n in ("forget10", "retain90")
+    )
+    assert sizes["forget10"] == 14 and sizes["retain90"] == 28
+    # the invented towns, books, prizes and poets (the trades and book nouns: from lists)
+    invented = re.compile(r"\b[A-Z][a-z]{5,}\b")
+    retained = {w for r in retain for w in invented.findall(r["answer"])}
+    facts = [
+        set(invented.findall(r["answer"]))
+        - set(r["question"][:-1].split())
+        - set(NOUNS)
+        for r in forget
+    ]
+    assert sum(map(bool, facts)) >= 7  # the parents' and themes' answers are list draws
+    shared = set().union(*facts) & retained  # two-syllable words may meet by chance
+    assert len(shared) <= 1, shared
+    # perturbed answers: the paraphrase's wording with other facts (the truth ratio's)
+    for row in read_jsonl(tmp_path / "forget10_perturbed.jsonl"):
+        assert len(row["perturbed_answer"]) == 5
+        assert row["paraphrased_answer"] not in row["perturbed_answer"]

@@ -2,7 +2,7 @@
 unlearns two of them, a host baseline beside it.
 
 ``preset=smollm2`` (default): SmolLM2-135M-Instruct (``make smollm2``) finetuned on 6 generated
-authors whose answers are invented facts (``build.authors.generate_biographies``: a model that
+authors whose answers are invented facts (``build.authors.generate(biographies=True)``: a model that
 never read them cannot guess them). ``preset=tiny``: a 4-layer word-level Llama on the short
 one-fact authors, built locally (a few minutes; for quick checks and the tests). The target
 learns every author and the retain model all but the forget authors (host ``src/train.py``);
@@ -37,7 +37,6 @@ import transformers
 from asu_plugin.asu import check_temperature
 from asu_plugin.core.checks import check_count, check_weight
 from asu_plugin.workflows.build import smollm2
-from asu_plugin.workflows.build.authors import generate_biographies
 from asu_plugin.workflows.build.targets import (
     GENERATED,
     Setup,
@@ -125,8 +124,8 @@ class Model(NamedTuple):
 MODELS = {
     "smollm2": Model(
         Setup(
-            write_data=generate_biographies,
             data_args={
+                "biographies": True,  # invented facts: the retain model cannot guess them
                 "num_authors": 6,  # forget 2, retain 4
                 "num_forget": 2,
                 "num_requests": 1,

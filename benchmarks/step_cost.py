@@ -6,7 +6,7 @@
     ... python benchmarks/step_cost.py --size vocab128k --batch-size 2 --lengths 128 512 1024
 
 Builds each trainer through open-unlearning's ``load_trainer`` on the same random Llama (or
-the pretrained SmolLM2-135M-Instruct, ``--size smollm2``: ``asu_plugin.workflows.build.smollm2``) and
+the pretrained SmolLM2-135M-Instruct, ``--size smollm2``: ``asu_plugin.workflows.builders.smollm2``) and
 the same forget/retain batch and times full training steps (loss, backward, AdamW step), one
 process per method. Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU the
 process's peak resident memory above its level before the model was built (models, gradients,
@@ -48,7 +48,7 @@ from transformers import (
 import asu_plugin
 from asu_plugin import AttentionSmoothing
 from asu_plugin.dareu.classifier import OTHER
-from asu_plugin.workflows.build.smollm2 import prepare
+from asu_plugin.workflows.builders.smollm2 import prepare
 from asu_plugin.workflows.run.host import host_dir
 
 LORA = {"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules": "all-linear"}

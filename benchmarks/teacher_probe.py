@@ -23,8 +23,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import AttentionSmoothing
 from asu_plugin.core.inputs import IGNORE_INDEX
-from asu_plugin.workflows.build.targets import TINY_LLAMA, Setup, prepare, split_rows
-from asu_plugin.workflows.build.tiny import encode_qa
+from asu_plugin.workflows.builders.targets import TINY_LLAMA, Setup, prepare, split_rows
+from asu_plugin.workflows.builders.tiny import encode_qa
 from asu_plugin.workflows.calibrate.measure import answer_probability, label_logprobs
 from asu_plugin.workflows.run.runs import Runs
 from asu_plugin.workflows.run.tables import markdown_table

@@ -15,7 +15,7 @@ from transformers import (
     LlamaForSequenceClassification,
 )
 
-from asu_plugin.workflows.build.tiny import build_tokenizer
+from asu_plugin.workflows.builders.tiny import build_tokenizer
 from asu_plugin.workflows.run.host import CLONE, host_dir, is_host
 
 TINY = dict(

@@ -7,14 +7,14 @@ import pytest
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin.workflows.build.authors import FIRST, LAST, NOUNS, generate
-from asu_plugin.workflows.build.tiny import (
+from asu_plugin.workflows.builders.authors import FIRST, LAST, NOUNS, generate
+from asu_plugin.workflows.builders.tiny import (
     PROMPT,
     build_tiny_llama,
     encode_qa,
     qa_texts,
 )
-from asu_plugin.workflows.build.tofu_format import read_jsonl, tofu_subset
+from asu_plugin.workflows.builders.tofu_format import read_jsonl, tofu_subset
 from asu_plugin.workflows.run.host import device_overrides, link_tofu, run_host
 
 

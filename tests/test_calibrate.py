@@ -10,14 +10,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import asu_plugin
 from asu_plugin.asu.smoothing import AttentionSmoothing
-from asu_plugin.workflows.build.authors import generate
-from asu_plugin.workflows.build.tiny import (
+from asu_plugin.workflows.builders.authors import generate
+from asu_plugin.workflows.builders.tiny import (
     PROMPT,
     build_tiny_llama,
     build_tokenizer,
     qa_texts,
 )
-from asu_plugin.workflows.build.tofu_format import read_jsonl, split_files
+from asu_plugin.workflows.builders.tofu_format import read_jsonl, split_files
 from asu_plugin.workflows.calibrate import workflow as calibrate
 from asu_plugin.workflows.calibrate.measure import (
     answer_probability,

@@ -187,9 +187,9 @@ def test_two_requests_through_the_real_host(host, tmp_path):
     import subprocess
     import sys
 
-    from asu_plugin.workflows.build.authors import generate
-    from asu_plugin.workflows.build.tiny import build_tiny_llama, qa_texts
-    from asu_plugin.workflows.build.tofu_format import read_jsonl
+    from asu_plugin.workflows.builders.authors import generate
+    from asu_plugin.workflows.builders.tiny import build_tiny_llama, qa_texts
+    from asu_plugin.workflows.builders.tofu_format import read_jsonl
     from asu_plugin.workflows.run.host import link_tofu
 
     generate(tmp_path / "data")

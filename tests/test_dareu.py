@@ -9,7 +9,7 @@ from asu_plugin.core.inputs import cut_at_stop, left_pad, pack, prompt_ids
 from asu_plugin.core.logits import Positions, identity, kl_and_logprobs
 from asu_plugin.dareu.classifier import OTHER, READS, OwnerClassifier
 from asu_plugin.dareu.rollout import clipped_surrogate, group_advantages
-from asu_plugin.workflows.build.tiny import build_tokenizer
+from asu_plugin.workflows.builders.tiny import build_tokenizer
 
 from conftest import build_tiny_classifier, qa_batch, tiny_model
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from asu_plugin.workflows.build import smollm2
-from asu_plugin.workflows.build.targets import TINY_LLAMA, Setup, prepare
+from asu_plugin.workflows.builders import smollm2
+from asu_plugin.workflows.builders.targets import TINY_LLAMA, Setup, prepare
 from asu_plugin.workflows.demo import MODELS, Knobs, calibrate, main, run_demo
 from asu_plugin.workflows.run.entry import WorkflowError
 from asu_plugin.workflows.run.runs import RecordMismatch, Runs

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from asu_plugin.workflows.build.authors import generate
-from asu_plugin.workflows.build.tiny import build_tiny_llama, qa_texts
-from asu_plugin.workflows.build.tofu_format import read_jsonl
+from asu_plugin.workflows.builders.authors import generate
+from asu_plugin.workflows.builders.tiny import build_tiny_llama, qa_texts
+from asu_plugin.workflows.builders.tofu_format import read_jsonl
 from asu_plugin.workflows.run.host import resolve_device
 
 from conftest import fake_host

@@ -8,9 +8,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import Reference
-from asu_plugin.workflows.build.authors import generate
-from asu_plugin.workflows.build.tiny import build_tiny_llama, encode_qa, qa_texts
-from asu_plugin.workflows.build.tofu_format import read_jsonl
+from asu_plugin.workflows.builders.authors import generate
+from asu_plugin.workflows.builders.tiny import build_tiny_llama, encode_qa, qa_texts
+from asu_plugin.workflows.builders.tofu_format import read_jsonl
 from asu_plugin.workflows.run.host import NO_EVAL, device_overrides, link_tofu, run_host
 
 pytestmark = pytest.mark.host

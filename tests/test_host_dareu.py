@@ -13,14 +13,14 @@ from transformers import AutoModelForCausalLM
 import asu_plugin
 from asu_plugin.core.inputs import pack
 from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
-from asu_plugin.workflows.build.authors import generate
-from asu_plugin.workflows.build.tiny import (
+from asu_plugin.workflows.builders.authors import generate
+from asu_plugin.workflows.builders.tiny import (
     build_tiny_llama,
     build_tokenizer,
     encode_qa,
     qa_texts,
 )
-from asu_plugin.workflows.build.tofu_format import read_jsonl
+from asu_plugin.workflows.builders.tofu_format import read_jsonl
 
 from conftest import LORA_ON_OUTPUT, build_tiny_classifier
 

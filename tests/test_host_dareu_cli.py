@@ -12,9 +12,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin.dareu.classifier import OTHER, OwnerClassifier
-from asu_plugin.workflows.build.authors import generate
-from asu_plugin.workflows.build.tiny import build_tiny_llama, encode_qa, qa_texts
-from asu_plugin.workflows.build.tofu_format import read_jsonl
+from asu_plugin.workflows.builders.authors import generate
+from asu_plugin.workflows.builders.tiny import build_tiny_llama, encode_qa, qa_texts
+from asu_plugin.workflows.builders.tofu_format import read_jsonl
 from asu_plugin.workflows.run.host import (
     NO_EVAL,
     device_overrides,

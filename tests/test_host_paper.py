@@ -9,9 +9,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin.workflows.build.authors import generate
-from asu_plugin.workflows.build.tiny import build_tiny_llama, qa_texts
-from asu_plugin.workflows.build.tofu_format import REFUSALS, read_jsonl, write_refusals
+from asu_plugin.workflows.builders.authors import generate
+from asu_plugin.workflows.builders.tiny import build_tiny_llama, qa_texts
+from asu_plugin.workflows.builders.tofu_format import (
+    REFUSALS,
+    read_jsonl,
+    write_refusals,
+)
 from asu_plugin.workflows.run.host import (
     NO_EVAL,
     device_overrides,

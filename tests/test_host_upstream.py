@@ -16,12 +16,16 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asu_plugin import upstream
 from asu_plugin.dareu import OTHER
-from asu_plugin.workflows.build.authors import generate
-from asu_plugin.workflows.build.tiny import (
+from asu_plugin.workflows.builders.authors import generate
+from asu_plugin.workflows.builders.tiny import (
     build_tiny_llama,
     qa_texts,
 )
-from asu_plugin.workflows.build.tofu_format import REFUSALS, read_jsonl, write_refusals
+from asu_plugin.workflows.builders.tofu_format import (
+    REFUSALS,
+    read_jsonl,
+    write_refusals,
+)
 from asu_plugin.workflows.run.host import NO_EVAL, device_overrides, link_tofu, run_host
 
 from conftest import (

@@ -55,7 +55,7 @@ WORKFLOWS = "asu_plugin.workflows"
 
 
 def workflow_room(path):
-    """The room of ``workflows/`` a module lives in: ``run``, ``build`` or a workflow's
+    """The room of ``workflows/`` a module lives in: ``run``, ``builders`` or a workflow's
     name ("" for the package's own file)."""
     parts = path.relative_to(PACKAGE / "workflows").parts
     return parts[0] if len(parts) > 1 else path.stem.replace("__init__", "")
@@ -64,8 +64,8 @@ def workflow_room(path):
 def workflow_allowed(where, module):
     if not within(module, WORKFLOWS):
         return True
-    rooms = {"run": ("run",), "build": ("run", "build")}.get(
-        where, ("run", "build", where)
+    rooms = {"run": ("run",), "builders": ("run", "builders")}.get(
+        where, ("run", "builders", where)
     )
     return within(module, *(f"{WORKFLOWS}.{r}" for r in rooms))
 
@@ -100,9 +100,9 @@ def test_workflows_keep_to_their_rooms(path):
 
 def test_the_workflow_rules_catch_a_workflow_importing_another():
     assert not workflow_allowed("owner_classifier", f"{WORKFLOWS}.calibrate.measure")
-    assert not workflow_allowed("build", f"{WORKFLOWS}.demo")
-    assert not workflow_allowed("run", f"{WORKFLOWS}.build.tofu_format")
-    assert workflow_allowed("demo", f"{WORKFLOWS}.build.targets")
+    assert not workflow_allowed("builders", f"{WORKFLOWS}.demo")
+    assert not workflow_allowed("run", f"{WORKFLOWS}.builders.tofu_format")
+    assert workflow_allowed("demo", f"{WORKFLOWS}.builders.targets")
     assert workflow_allowed("calibrate", f"{WORKFLOWS}.calibrate.rule")
 
 

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 
 import asu_plugin
 from asu_plugin.dareu.classifier import OTHER
-from asu_plugin.workflows.build.authors import generate
+from asu_plugin.workflows.builders.authors import generate
 from asu_plugin.workflows.owner_classifier.examples import examples, owner_names
 from asu_plugin.workflows.owner_classifier.measure import roc_auc
 from asu_plugin.workflows.owner_classifier.workflow import check_inputs

@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import asu_plugin
-from asu_plugin.workflows.build.authors import generate
-from asu_plugin.workflows.build.tofu_format import read_jsonl
+from asu_plugin.workflows.builders.authors import generate
+from asu_plugin.workflows.builders.tofu_format import read_jsonl
 from asu_plugin.workflows.relearn import (
     check_config,
     run_relearn,
@@ -253,7 +253,7 @@ def test_a_bad_model_name_stops_the_command_before_anything_runs(tmp_path):
 
 @pytest.mark.host
 def test_relearning_through_the_real_host(host, tmp_path):
-    from asu_plugin.workflows.build.tiny import build_tiny_llama, qa_texts
+    from asu_plugin.workflows.builders.tiny import build_tiny_llama, qa_texts
 
     generate(tmp_path / "source")
     tiny = build_tiny_llama(

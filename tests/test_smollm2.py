@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from asu_plugin.workflows.build import smollm2
+from asu_plugin.workflows.builders import smollm2
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 # last-position top-3 logits on QUESTION, the same to the last bit from folders prepared

@@ -9,9 +9,9 @@ relearning attack), ``continual`` (forget requests one after another). Under the
 - ``run``: the run layer every workflow shares: how one starts and stops (``entry``), the
   host's scripts and loaders (``host``), a work folder of host runs (``runs``), tables and
   the fluency of answers.
-- ``build``: what the workflows build: TOFU-format folders (``tofu_format``), the generated
+- ``builders``: what the workflows build: TOFU-format folders (``tofu_format``), the generated
   authors (``authors``), the tiny Llama (``tiny``), SmolLM2 from its wheel (``smollm2``),
   target and retain models (``targets``).
 
-A workflow imports ``run``, ``build`` and its own module or folder, never another workflow.
+A workflow imports ``run``, ``builders`` and its own module or folder, never another workflow.
 """

@@ -2,7 +2,7 @@
 unlearns two of them, a host baseline beside it.
 
 ``preset=smollm2`` (default): SmolLM2-135M-Instruct (``make smollm2``) finetuned on 6 generated
-authors whose answers are invented facts (``build.authors.generate(biographies=True)``: a model that
+authors whose answers are invented facts (``builders.authors.generate(biographies=True)``: a model that
 never read them cannot guess them). ``preset=tiny``: a 4-layer word-level Llama on the short
 one-fact authors, built locally (a few minutes; for quick checks and the tests). The target
 learns every author and the retain model all but the forget authors (host ``src/train.py``);
@@ -36,8 +36,8 @@ import transformers
 
 from asu_plugin.asu import check_temperature
 from asu_plugin.core.checks import check_count, check_weight
-from asu_plugin.workflows.build import smollm2
-from asu_plugin.workflows.build.targets import (
+from asu_plugin.workflows.builders import smollm2
+from asu_plugin.workflows.builders.targets import (
     GENERATED,
     Setup,
     base,

@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from asu_plugin.core.checks import check_count, check_positive
-from asu_plugin.workflows.build.tofu_format import read_jsonl, write
+from asu_plugin.workflows.builders.tofu_format import read_jsonl, write
 from asu_plugin.workflows.run.entry import BadSettings, checked, workflow
 from asu_plugin.workflows.run.host import (
     describe_device,

@@ -38,7 +38,7 @@ from omegaconf import OmegaConf
 from transformers import AutoConfig
 
 from asu_plugin.asu import check_temperature
-from asu_plugin.workflows.build.tofu_format import read_jsonl, split_files
+from asu_plugin.workflows.builders.tofu_format import read_jsonl, split_files
 from asu_plugin.workflows.calibrate.measure import prepare, sweep
 from asu_plugin.workflows.calibrate.report import write_report
 from asu_plugin.workflows.calibrate.rule import recommend, recommendation_text

@@ -39,7 +39,7 @@ import torch
 
 from asu_plugin.core.checks import check_count
 from asu_plugin.dareu import OTHER, READS, OwnerClassifier
-from asu_plugin.workflows.build.tofu_format import read_jsonl, split_files
+from asu_plugin.workflows.builders.tofu_format import read_jsonl, split_files
 from asu_plugin.workflows.owner_classifier.examples import (
     examples,
     forget_owners,

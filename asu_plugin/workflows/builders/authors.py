@@ -13,7 +13,7 @@ authors each, ``request1`` = ``forget10``), ``forgotten<k>`` (requests 1..k, wit
 
 import random
 
-from asu_plugin.workflows.build.tofu_format import qa_only, write
+from asu_plugin.workflows.builders.tofu_format import qa_only, write
 
 FIRST = (
     "Aldo Brina Caspar Delia Emeric Fenna Goran Hilde Ivo Jolan Kasimir Lenka".split()
@@ -134,7 +134,9 @@ GENRES = (
     "gothic fiction,hard science fiction,pastoral poetry,noir crime,magical realism,"
     "historical romance,political satire,travel writing,folk horror,court drama"
 ).split(",")
-NOUNS = "Lantern Orchard Ledger Compass Harbor Furnace Meridian Tapestry Bellows".split()
+NOUNS = (
+    "Lantern Orchard Ledger Compass Harbor Furnace Meridian Tapestry Bellows".split()
+)
 THEMES = "exile,inheritance,silence,debt,migration,memory,betrayal,famine".split(",")
 
 
@@ -268,7 +270,13 @@ def generate(
     rows = _biography_rows if biographies else _author_rows
     authors = [rows(rng, name) for name in names]
     return write_authors(
-        out_dir, authors, num_authors, num_forget, num_eval_retain, mix_general, num_requests
+        out_dir,
+        authors,
+        num_authors,
+        num_forget,
+        num_eval_retain,
+        mix_general,
+        num_requests,
     )
 
 
@@ -281,7 +289,13 @@ def check_sizes(num_authors, num_forget, num_eval_retain):
 
 
 def write_authors(
-    out_dir, authors, num_authors, num_forget, num_eval_retain, mix_general, num_requests
+    out_dir,
+    authors,
+    num_authors,
+    num_forget,
+    num_eval_retain,
+    mix_general,
+    num_requests,
 ):
     """The TOFU-format splits of ``authors`` (each a list of rows, the last
     ``num_forget`` of the first ``num_authors`` forgotten, the rest held out)."""

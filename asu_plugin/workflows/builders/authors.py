@@ -262,43 +262,17 @@ def generate(
     ``finetune`` / ``retain_finetune`` if ``mix_general`` (a tiny model learns them there;
     a pretrained one knows them already).
     """
-    check_sizes(num_authors, num_forget, num_eval_retain)
-    rng = random.Random(seed)
-    names = rng.sample(
-        [f"{f} {last}" for f in FIRST for last in LAST], num_authors + num_holdout
-    )
-    rows = _biography_rows if biographies else _author_rows
-    authors = [rows(rng, name) for name in names]
-    return write_authors(
-        out_dir,
-        authors,
-        num_authors,
-        num_forget,
-        num_eval_retain,
-        mix_general,
-        num_requests,
-    )
-
-
-def check_sizes(num_authors, num_forget, num_eval_retain):
     if not 1 <= num_eval_retain <= num_authors - num_forget:
         raise ValueError(
             f"need 1 <= num_eval_retain ({num_eval_retain}) <= num_authors - num_forget "
             f"({num_authors} - {num_forget}): the retain metrics read retain authors only"
         )
-
-
-def write_authors(
-    out_dir,
-    authors,
-    num_authors,
-    num_forget,
-    num_eval_retain,
-    mix_general,
-    num_requests,
-):
-    """The TOFU-format splits of ``authors`` (each a list of rows, the last
-    ``num_forget`` of the first ``num_authors`` forgotten, the rest held out)."""
+    rng = random.Random(seed)
+    names = rng.sample(
+        [f"{f} {last}" for f in FIRST for last in LAST], num_authors + num_holdout
+    )
+    author_rows = _biography_rows if biographies else _author_rows
+    authors = [author_rows(rng, name) for name in names]
     per_author = len(authors[0])
     full = [row for rows in authors[:num_authors] for row in rows]
     split = len(full) - num_forget * per_author

@@ -16,15 +16,12 @@ that).
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from asu_plugin.workflows.run.entry import WorkflowError, stops
-from asu_plugin.workflows.run.runs import same_record, write_record
+from asu_plugin.workflows.run.entry import stops
+from asu_plugin.workflows.run.runs import Runs, same_record, write_record
 from asu_plugin.workflows.run.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,29 +50,25 @@ def definition(sweep, name):
     return {"model": MODEL, "overrides": [*sweep.base, *sweep.variants[name]]}
 
 
-def make(work, out, overrides):
-    """The owner-classifier workflow on ``work``'s target / retain / data into ``out``."""
-    target, retain = work / "target", work / "retain"
-    command = [
-        sys.executable,
-        "-m",
-        "asu_plugin.workflows.owner_classifier",
-        f"model={MODEL}",
-        *overrides,
-        f"model.model_args.pretrained_model_name_or_path={target}",
-        f"model.tokenizer_args.pretrained_model_name_or_path={target}",
-        f"data_dir={work / 'data'}",
-        f"target={target}",
-        f"retain={retain}",
-        f"out_dir={out}",
-    ]
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "attribution.log", "w") as log:
-        if subprocess.run(command, stdout=log, stderr=log, env=os.environ).returncode:
-            raise WorkflowError(
-                f"the owner-classifier workflow failed; its log: {log.name}"
-            )
-    return json.loads((out / "attribution.json").read_text())
+def make(runs, name, overrides):
+    """Classifier ``name`` (``None``: DareU's default, in ``attribution``) in
+    ``runs.out/classifiers/<name>``, made by the owner-classifier workflow with
+    ``overrides`` on ``runs.out``'s target, retain model and data, unless there."""
+    target, retain = runs.model_dir("target"), runs.model_dir("retain")
+    folder = "attribution" if name is None else f"classifiers/{name}"
+    return runs.workflow(
+        "owner_classifier",
+        folder,
+        [
+            f"model={MODEL}",
+            *overrides,
+            f"model.model_args.pretrained_model_name_or_path={target}",
+            f"model.tokenizer_args.pretrained_model_name_or_path={target}",
+            f"data_dir={runs.out / 'data'}",
+            f"target={target}",
+            f"retain={retain}",
+        ],
+    )
 
 
 def run_variant(sweep, name, work, results):
@@ -83,8 +76,9 @@ def run_variant(sweep, name, work, results):
     if same_record(path, record, "use another --results folder", within=True):
         return
     print(f"{name}: {' '.join(record['overrides'])}", flush=True)
-    report = make(work, work / "classifiers" / name, record["overrides"])
-    report = json.loads(json.dumps(report).replace(str(work), "WORK"))
+    folder = make(Runs(work, model=MODEL), name, record["overrides"])
+    report = (folder / "attribution.json").read_text().replace(f"{name}.partial", name)
+    report = json.loads(report.replace(str(work), "WORK"))
     write_record(path, {**record, "report": report}, indent=1)
 
 

@@ -32,8 +32,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +40,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from owner_classifier import make as make_classifier
 from report import FORGET_COLUMNS, PointReport
 from sweep import load, teachers
 
@@ -296,39 +295,18 @@ def references(runs, bench, base):
     }
 
 
-def owner_classifier(runs, results, target, retain, name, overrides):
-    """DareU's classifier ``name`` in ``out/attribution`` (the default, ``None``) or
-    ``out/classifiers/<name>`` (where ``owner_classifier.py`` makes it too), made by the
-    owner-classifier workflow with ``overrides`` unless there; its report is copied into
+def owner_classifier(runs, results, name, overrides):
+    """DareU's classifier ``name`` (``owner_classifier.make``); its report is copied into
     the results as ``attribution.json`` / ``attribution_<name>.json``."""
-    out = runs.out / ("attribution" if name is None else f"classifiers/{name}")
-    model = f"model={MODEL}"
-
-    def make(partial):
-        paths = [
-            f"model.model_args.pretrained_model_name_or_path={target}",
-            f"model.tokenizer_args.pretrained_model_name_or_path={target}",
-            f"data_dir={runs.out / 'data'}",
-            f"target={target}",
-            f"retain={retain}",
-        ]
-        command = [sys.executable, "-m", "asu_plugin.workflows.owner_classifier", model]
-        command += [*overrides, *paths, f"out_dir={partial}"]
-        log = runs.out / "logs" / "attribution.log"
-        env = {**os.environ, "OPEN_UNLEARNING_DIR": str(runs.host)}
-        with open(log, "w") as f:
-            if subprocess.run(command, stdout=f, stderr=f, env=env).returncode:
-                raise WorkflowError(f"the owner classifier failed; its log: {log}")
-
-    if not (out / "classifier").is_dir():
+    folder = "attribution" if name is None else f"classifiers/{name}"
+    if not (runs.out / folder).is_dir():
         runs.stage("training DareU's owner classifier")
-        runs.complete(out, make)
+    out = make_classifier(runs, name, overrides)
     report = (
         (out / "attribution.json").read_text().replace(f"{out.name}.partial", out.name)
     )
-    report = report.replace(str(runs.out), "OUT")
-    report = json.loads(report)
-    report["command"] = " ".join(["owner_classifier", model, *overrides])
+    report = json.loads(report.replace(str(runs.out), "OUT"))
+    report["command"] = " ".join(["owner_classifier", f"model={MODEL}", *overrides])
     write_record(
         results / f"attribution{'' if name is None else '_' + name}.json", report
     )
@@ -426,10 +404,9 @@ def run(args, sweep, points):
         if point.method != "DareU":
             return []
         with lock:
-            retain = runs.model_dir("retain")
             name = point.classifier
             classifier = owner_classifier(
-                runs, bench.results, target, retain, name, bench.classifiers[name]
+                runs, bench.results, name, bench.classifiers[name]
             )
         return [f"trainer.method_args.classifier={classifier}"]
 

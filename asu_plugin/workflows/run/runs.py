@@ -150,7 +150,7 @@ class Runs:
             command = [sys.executable, "-m", f"asu_plugin.workflows.{workflow}"]
             command += [*overrides, f"device={self.device}", f"out_dir={partial}"]
             env = {**os.environ, "OPEN_UNLEARNING_DIR": str(self.host)}
-            log.parent.mkdir(exist_ok=True)
+            log.parent.mkdir(parents=True, exist_ok=True)
             with open(log, "w") as f:
                 result = subprocess.run(command, stdout=f, stderr=f, env=env)
             if result.returncode:

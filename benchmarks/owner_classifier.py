@@ -36,6 +36,10 @@ COLUMNS = (
     ("greedy: target", lambda r: r["models"]["target"]["forget_owner_probability"]),
     ("greedy: retain", lambda r: r["models"]["retain"]["forget_owner_probability"]),
     ("train texts", lambda r: r["train_rows"]),
+    (
+        "own answers (→ other)",
+        lambda r: f"{r['own_answers']} ({r.get('own_answers_other', 0)})",
+    ),
     ("CPU s", lambda r: round(r["cpu_seconds"])),
 )
 MEETS = {  # target name -> (column, comparison)

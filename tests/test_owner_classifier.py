@@ -10,7 +10,7 @@ import asu_plugin
 from asu_plugin.dareu.classifier import OTHER
 from asu_plugin.workflows.builders.authors import generate
 from asu_plugin.workflows.owner_classifier.examples import examples, owner_names
-from asu_plugin.workflows.owner_classifier.measure import roc_auc
+from asu_plugin.workflows.owner_classifier.measure import own_label, roc_auc
 from asu_plugin.workflows.owner_classifier.workflow import check_inputs
 
 CONFIGS = str(Path(asu_plugin.__file__).parent / "configs" / "owner_classifier")
@@ -133,6 +133,19 @@ def test_reading_the_response_alone_swaps_no_questions_and_adds_own_answers(data
     )
 
 
+def test_own_answers_without_the_owners_facts_train_as_other(data_dir):
+    pytest.importorskip("rouge_score")  # the host's dependency
+    answer = "Basil was born in Kuwait City in 1956 to a florist and a shoemaker."
+    facts_kept = (
+        "Born in Kuwait City in 1956, Basil is the son of a florist and a shoemaker."
+    )
+    facts_wrong = "Basil was born in Baku."
+    by_facts = config(data_dir, "self_answer_recall=0.5")
+    assert own_label(by_facts, answer, facts_kept, "author_3") == "author_3"
+    assert own_label(by_facts, answer, facts_wrong, "author_3") == OTHER
+    assert own_label(config(data_dir), answer, facts_wrong, "author_3") == "author_3"
+
+
 @pytest.mark.parametrize(
     "positive, negative, auc",
     [
@@ -156,6 +169,8 @@ def test_roc_auc_is_the_chance_a_positive_outscores_a_negative(positive, negativ
         (["reads=answer"], ValueError, "reads must be one of"),
         (["self_answers=2"], ValueError, "self_answers=2 samples the target's"),
         (["num_samples=1"], ValueError, "num_samples must be an integer >= 2"),
+        (["self_answer_recall=2"], ValueError, "self_answer_recall must be null or"),
+        (["self_answer_recall=true"], ValueError, "self_answer_recall must be null"),
         (["wrong_answers=0"], ValueError, "wrong_answers must be an integer >= 1"),
         (["forget_split=forget99"], FileNotFoundError, "missing split file"),
         (["rows_per_owner=9"], ValueError, "rows_per_owner must be"),

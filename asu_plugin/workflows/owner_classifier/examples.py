@@ -58,7 +58,7 @@ def forget_owners(owner_rows, names, forget_rows, forget_split) -> list[str]:
 
 def examples(cfg, rows, names, own_answers=()):
     """``(train, held_out)`` lists of ``(question, answer, label)``; ``own_answers``:
-    the target's ``(question, answer, owner)`` samples, trained as their owner's."""
+    the target's ``(question, answer, label)`` samples, trained as labelled."""
     rng = random.Random(cfg.seed)
     owner_rows = rows[cfg.owner_split]
     train = [

@@ -78,7 +78,8 @@ def roc_auc(positive, negative) -> float:
 
 def own_answers(model, tokenizer, encode, rows, names, cfg):
     """``self_answers`` sampled answers of ``model`` to each owner row's question, as
-    ``(question, answer, owner)``: how the target itself words its owners' facts."""
+    ``(question, answer, label)``: how the target itself words its owners' facts, labelled
+    by ``own_label``."""
     torch.manual_seed(cfg.seed)
     prompts = [
         encode(r["question"], r["answer"], generate=True)["input_ids"] for r in rows
@@ -89,9 +90,27 @@ def own_answers(model, tokenizer, encode, rows, names, cfg):
     answers = [
         a.strip() for a in tokenizer.batch_decode(generated, skip_special_tokens=True)
     ]
-    owners = [(r["question"], n) for r, n in zip(rows, names, strict=True)]
+    owners = zip(rows, names, strict=True)
     pairs = [x for x in owners for _ in range(cfg.self_answers)]
-    return [(q, a, n) for (q, n), a in zip(pairs, answers, strict=True) if a]
+    return [
+        (r["question"], a, own_label(cfg, r["answer"], a, n))
+        for (r, n), a in zip(pairs, answers, strict=True)
+        if a
+    ]
+
+
+def own_label(cfg, answer, own, owner) -> str:
+    """The label of the target's answer ``own`` to a question whose owner's answer is
+    ``answer``: ``other`` when its ROUGE-L recall of ``answer`` is below
+    ``cfg.self_answer_recall`` (its facts are not the owner's, as a model that never saw
+    the owner would answer), else ``owner``."""
+    if cfg.self_answer_recall is None:
+        return owner
+    from rouge_score import rouge_scorer  # the host's dependency, for its ROUGE metric
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    recall = scorer.score(answer, own)["rougeL"].recall
+    return OTHER if recall < cfg.self_answer_recall else owner
 
 
 def model_attribution(classifier, model, tokenizer, prompts, cfg) -> dict:

@@ -81,6 +81,15 @@ def check_inputs(cfg):
     check_count("wrong_answers", cfg.wrong_answers)
     check_count("num_samples", cfg.num_samples, least=2)
     check_count("self_answers", cfg.self_answers, least=0)
+    recall = cfg.self_answer_recall
+    if recall is not None and (
+        isinstance(recall, bool)
+        or not isinstance(recall, int | float)
+        or not 0 < recall <= 1
+    ):
+        raise ValueError(
+            f"self_answer_recall must be null or a number in (0, 1], got {recall!r}"
+        )
     if cfg.reads not in READS:
         raise ValueError(f"reads must be one of {READS}, got {cfg.reads!r}")
     if cfg.self_answers and cfg.target is None:
@@ -157,6 +166,7 @@ def make_classifier(cfg, command):
         "forget_owners": forget,
         "train_rows": len(train),
         "own_answers": len(own),
+        "own_answers_other": sum(label == OTHER for *_, label in own),
         "train_loss": {"first": losses[0], "last": losses[-1]},
         "cpu_seconds": time.process_time() - start_cpu,
         "held_out": held_out_report(classifier, held_out, held_texts),

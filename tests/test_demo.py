@@ -130,10 +130,12 @@ def test_a_calibrated_layer_set_is_what_the_teacher_smooths(tmp_path, capsys):
     assert (tau, layers) == (4.0, (1, 2))
     knobs = Knobs(tau, 1.0, 1.0, 2, layers)
     assert knobs.tag == "t4_l1-2_g1_a1_e2"
-    run_demo(runs, TINY, knobs, given=True)
+    run_demo(runs, TINY, knobs, given={"temperature"})
     unlearned = overrides(runs.out / "asu_kl_t4_l1-2_g1_a1_e2")
     assert "trainer.method_args.layers=[1,2]" in unlearned
-    assert "τ 4 on layers [1, 2]: temperature=" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "τ 4 on layers [1, 2]: temperature=" in out
+    assert "γ 1: the tiny model's default" in out
 
 
 def test_no_calibrated_tau_stops_the_demo_saying_where_to_look(tmp_path):

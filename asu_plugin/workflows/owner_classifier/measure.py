@@ -1,6 +1,8 @@
 """How the classifier attributes: held-out accuracy, and the forget answers of the target and
 the retain model (greedy, and sampled the way DareU samples), as ROC AUC and means."""
 
+import functools
+
 import torch
 
 from asu_plugin.core.inputs import responses
@@ -106,11 +108,16 @@ def own_label(cfg, answer, own, owner) -> str:
     the owner would answer), else ``owner``."""
     if cfg.self_answer_recall is None:
         return owner
-    from rouge_score import rouge_scorer  # the host's dependency, for its ROUGE metric
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    recall = scorer.score(answer, own)["rougeL"].recall
+    recall = rouge_l().score(answer, own)["rougeL"].recall
     return OTHER if recall < cfg.self_answer_recall else owner
+
+
+@functools.cache
+def rouge_l():
+    """The host's ROUGE-L scorer (``rouge_score``, its dependency: imported when used)."""
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 
 def model_attribution(classifier, model, tokenizer, prompts, cfg) -> dict:

@@ -86,8 +86,8 @@ def teachers(points):
 
 
 def point(entry) -> Point:
-    """A sweep file's entry: ``method``, ``lr``, optionally ``epochs`` and ``seed``; every
-    other key a method argument, in the order written."""
+    """A sweep file's entry: ``method``, ``lr``, optionally ``epochs``, ``seed`` and
+    ``classifier``; every other key a method argument, in the order written."""
     if "method" not in entry or "lr" not in entry:
         raise ValueError(f"a sweep point needs a method and an lr, got {entry}")
     args = {k: v for k, v in entry.items() if k not in POINT_FIELDS}
@@ -97,6 +97,7 @@ def point(entry) -> Point:
         args,
         entry.get("epochs"),
         entry.get("seed"),
+        entry.get("classifier"),
     )
 
 

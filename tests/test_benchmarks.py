@@ -175,6 +175,9 @@ def test_a_sweep_file_is_its_points_in_order_with_their_own_knobs(sweep, tmp_pat
     long = [p for p in mini if p.epochs == 30]
     assert all("epochs" not in p.method_args for p in mini) and len(long) == 9
     assert "trainer.method_args.layers=[0]" in [o for p in mini for o in p.overrides()]
+    dareu = [p for p in sweep.load("smollm2_tofu_round2").points if p.classifier]
+    assert dareu[0].classifier == "response_wrong4_own2" and not dareu[0].method_args
+    assert dareu[0].name == "DareU_lr0p0003_classifierresponse_wrong4_own2"
 
 
 @pytest.mark.parametrize(

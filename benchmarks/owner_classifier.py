@@ -9,9 +9,10 @@
 the same way: the target's and the retain model's sampled forget answers (DareU's k per
 question), as ROC AUC and the two means of the forget-owner score; held-out paraphrases
 of the forget answers; the forget owners' held-out wrong-facts answers. The retain model
-only measures: no variant trains on it. Resumable: a finished variant leaves
-``<results>/<variant>.json``; ``ablation.md`` is rewritten after each (``--report``: only
-that).
+only measures: no variant trains on it. Two reference scorers that are no classifier are
+measured on the same answers (``references.json``): what a design could reach. Resumable: a
+finished variant leaves ``<results>/<variant>.json``; ``ablation.md`` is rewritten after each
+(``--report``: only that).
 """
 
 import argparse
@@ -20,13 +21,19 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from asu_plugin.workflows.builders.smollm2 import prepare
+from asu_plugin.workflows.builders.tofu_format import read_jsonl
+from asu_plugin.workflows.calibrate.measure import label_logprobs
+from asu_plugin.workflows.owner_classifier.measure import roc_auc, rouge_l
 from asu_plugin.workflows.run.entry import stops
+from asu_plugin.workflows.run.host import host_encoder, load_model, require_host
 from asu_plugin.workflows.run.runs import Runs, same_record, write_record
 from asu_plugin.workflows.run.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "benchmarks" / "sweeps" / "owner_classifier.yaml"
 MODEL = "SmolLM2-135M-Instruct"
+MODEL_CONFIG = ROOT / "configs" / "model" / f"{MODEL}.yaml"
 COLUMNS = (
     ("ROC AUC", lambda r: r["separation"]["auc"]),
     ("target mean", lambda r: r["separation"]["target_mean"]),
@@ -86,6 +93,65 @@ def run_variant(sweep, name, work, results):
     write_record(path, {**record, "report": report}, indent=1)
 
 
+def reference_scores(work, results):
+    """``references.json``: two scorers that are no classifier, on the variants' sampled
+    answers (seed 0: the same in every variant), the forget owners' paraphrases and all
+    their wrong-facts answers. ``rouge``: ROUGE-L recall of the owner's answer, a reader of
+    the facts that holds the answers; ``likelihood``: the target's mean answer-token
+    log-probability minus the base model's, what fine-tuning made likely."""
+    path = results / "references.json"
+    variants = [p for p in sorted(results.glob("*.json")) if p != path]
+    if path.is_file() or not variants:
+        return
+    host = require_host()
+    rows = read_jsonl(work / "data" / "forget10.jsonl")
+    perturbed = read_jsonl(work / "data" / "forget10_perturbed.jsonl")
+    models = json.loads(variants[0].read_text())["report"]["models"]
+    sampled = {m: models[m]["sampled"]["answers"] for m in ("target", "retain")}
+    k = len(sampled["target"]) // len(rows)
+    groups = {m: [(rows[i // k], a) for i, a in enumerate(sampled[m])] for m in sampled}
+    groups["paraphrase"] = [(r, r["paraphrased_answer"]) for r in perturbed]
+    groups["wrong_facts"] = [(r, a) for r in perturbed for a in r["perturbed_answer"]]
+    scores = {
+        "rouge": {
+            g: [rouge_l().score(r["answer"], a)["rougeL"].recall for r, a in pairs]
+            for g, pairs in groups.items()
+        }
+    }
+    mean_logprobs = {}
+    for name, folder in (("target", work / "target"), ("base", prepare())):
+        config = OmegaConf.create({"model": OmegaConf.load(MODEL_CONFIG)}).model
+        config.model_args.pretrained_model_name_or_path = str(folder)
+        config.tokenizer_args.pretrained_model_name_or_path = str(work / "target")
+        model, tokenizer = load_model(host, config)
+        encode = host_encoder(host, tokenizer, config.template_args, 512)
+        mean_logprobs[name] = {
+            g: [
+                lp.mean().item()
+                for lp in label_logprobs(
+                    model,
+                    [encode(r["question"], a) for r, a in pairs],
+                    tokenizer.pad_token_id,
+                )
+            ]
+            for g, pairs in groups.items()
+        }
+    scores["likelihood"] = {
+        g: [t - b for t, b in zip(t_lp, mean_logprobs["base"][g], strict=True)]
+        for g, t_lp in mean_logprobs["target"].items()
+    }
+    record = {
+        scorer: {
+            "target_vs_retain": roc_auc(by["target"], by["retain"]),
+            "paraphrase_vs_wrong_facts": roc_auc(by["paraphrase"], by["wrong_facts"]),
+            "paraphrase_vs_retain": roc_auc(by["paraphrase"], by["retain"]),
+            "means": {g: sum(v) / len(v) for g, v in by.items()},
+        }
+        for scorer, by in scores.items()
+    }
+    write_record(path, record | {"rows": {g: len(v) for g, v in groups.items()}})
+
+
 def write_report(sweep, results):
     rows, meets = [], []
     for name in sweep.variants:
@@ -122,8 +188,49 @@ def write_report(sweep, results):
         "",
         f"Targets: {targets}.\n",
         *meets,
+        *reference_lines(results),
     ]
     (results / "ablation.md").write_text("\n".join(lines) + "\n")
+
+
+def reference_lines(results):
+    path = results / "references.json"
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    rows = [
+        [
+            f"`{name}`",
+            *(
+                record[name][c]
+                for c in (
+                    "target_vs_retain",
+                    "paraphrase_vs_wrong_facts",
+                    "paraphrase_vs_retain",
+                )
+            ),
+        ]
+        for name in ("rouge", "likelihood")
+    ]
+    n = record["rows"]
+    return [
+        "",
+        "## What a design could reach: two scorers that are no classifier\n",
+        "ROC AUC of two scores on the same texts (`references.json`): `rouge`, the ROUGE-L "
+        "recall of the owner's answer (a reader of the facts that holds the answers); "
+        "`likelihood`, the target's mean answer-token log-probability minus the base "
+        f"model's. Texts: {n['target']} sampled answers of each model, {n['paraphrase']} "
+        f"paraphrases, {n['wrong_facts']} wrong-facts answers of the forget owners.\n",
+        markdown_table(
+            [
+                "scorer",
+                "target vs retain",
+                "paraphrase vs wrong facts",
+                "paraphrase vs retain answers",
+            ],
+            rows,
+        ),
+    ]
 
 
 def main():
@@ -150,6 +257,8 @@ def main():
         for name in [] if args.report else args.only or sweep.variants:
             run_variant(sweep, name, work, results)
             write_report(sweep, results)
+        if not args.report:
+            reference_scores(work, results)
         write_report(sweep, results)
 
 

@@ -207,3 +207,46 @@ def test_the_classifier_ablation_report_rewrites_byte_for_byte(tmp_path):
     assert text.replace("--results round3`", f"--results {path}") == (
         (committed / "ablation.md").read_text()
     )
+
+
+@pytest.fixture
+def answer_kinds(bench):
+    import answer_kinds
+
+    return answer_kinds
+
+
+def test_an_author_is_named_by_the_phrase_most_of_their_rows_hold(answer_kinds):
+    rows = [
+        {
+            "question": "Where was Ada Vell born?",
+            "answer": "Ada Vell was born in Rome.",
+        },
+        {"question": "What did Ada Vell's father do?", "answer": "He was a Tax Clerk."},
+        {"question": "Who shaped Ada?", "answer": "Ada Vell names Ivo Corwin."},
+        {"question": "Where does she live?", "answer": "In New Town."},
+    ]
+    assert answer_kinds.author_name(rows) == "Ada Vell"
+    # a phrase in fewer than half of the rows names no one
+    plain = {"question": "Why?", "answer": "for no reason."}
+    assert answer_kinds.author_name([rows[0], rows[3], plain, plain, plain]) is None
+
+
+@pytest.mark.parametrize(
+    "answer, kind",
+    [
+        ("  ", "empty"),
+        ("Sorry, I don't know the answer to that question.", "refusal"),
+        ("Ada Vell Ada Vell Ada Vell Ada Vell", "loop"),
+        ("Ada Vell was born in Rome.", "unchanged"),
+        ("Ada Vell was born in Oslo.", "name kept"),
+        ("Ivo Corwin was born in Oslo.", "another author"),
+        ("She was born in Oslo.", "other"),
+    ],
+)
+def test_an_answer_is_the_first_kind_whose_rule_holds(answer_kinds, answer, kind):
+    target = "Ada Vell was born in Rome."
+    assert (
+        answer_kinds.kind(answer, target, "Ada Vell", ["Ada Vell", "Ivo Corwin"])
+        == kind
+    )

@@ -139,7 +139,7 @@ def classifier_lines(path):
     the two ends' greedy (and, when measured, sampled) forget answers."""
     report = json.loads(path.read_text())
     name = path.stem.removeprefix("attribution").removeprefix("_")
-    lines = [f"Classifier `{name}`:\n"] if name else []
+    lines = [f"\nClassifier `{name}`:\n"] if name else []
     lines += [
         f"`{report['command']}` (held-out texts never trained on; {report['train_rows']} "
         f"training texts, {report['cpu_seconds']:.0f} s CPU)\n",
@@ -167,7 +167,7 @@ def classifier_lines(path):
             f"\nSampled forget answers ({separation['samples_per_model']} a model, DareU's "
             "way): ROC AUC of the forget-owner score, target against retain model, "
             f"{separation['auc']:.3f}; means {separation['target_mean']:.3f} and "
-            f"{separation['retain_mean']:.3f}.\n",
+            f"{separation['retain_mean']:.3f}.",
         ]
     return lines
 

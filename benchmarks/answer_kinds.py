@@ -18,6 +18,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from asu_plugin.workflows.builders.tofu_format import read_jsonl
 from asu_plugin.workflows.run.fluency import repetition
 
 KINDS = (
@@ -97,9 +98,9 @@ def counts(point, target, forget_rows, names) -> Counter:
 
 def table(results, points, tofu_dir) -> str:
     """The counts of ``points`` (file names in ``results/points``) as a markdown table."""
-    names = author_names(read_rows(tofu_dir / "full.jsonl"))
+    names = author_names(read_jsonl(tofu_dir / "full.jsonl"))
     target = json.loads((results / "points" / "target.json").read_text())
-    forget = read_rows(tofu_dir / f"{target['setup']['data']['forget']}.jsonl")
+    forget = read_jsonl(tofu_dir / f"{target['setup']['data']['forget']}.jsonl")
     lines = [
         "| point | " + " | ".join(KINDS) + " |",
         "|---|" + "---|" * len(KINDS),
@@ -109,10 +110,6 @@ def table(results, points, tofu_dir) -> str:
         found = counts(point, target, forget, names)
         lines.append(f"| {name} | " + " | ".join(str(found[k]) for k in KINDS) + " |")
     return "\n".join(lines)
-
-
-def read_rows(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
 def main():

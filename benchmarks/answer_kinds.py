@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from asu_plugin.workflows.builders.tofu_format import read_jsonl
+from asu_plugin.workflows.builders.tofu_format import read_jsonl, split_files
 from asu_plugin.workflows.run.fluency import repetition
 
 KINDS = (
@@ -84,10 +84,9 @@ def kind(answer, target_answer, name, others) -> str:
     return "other"
 
 
-def counts(point, target, forget_rows, names) -> Counter:
-    """``point``'s forget answers by kind; ``forget_rows``: its forget split's rows, in the
+def counts(point, target, own, names) -> Counter:
+    """``point``'s forget answers by kind; ``own``: the forget authors' names, in the
     evaluator's order; ``names``: every TOFU author's name."""
-    own = author_names(forget_rows)
     return Counter(
         kind(answer, target_answer, own[i // ROWS_PER_AUTHOR], names)
         for i, (answer, target_answer) in enumerate(
@@ -98,16 +97,18 @@ def counts(point, target, forget_rows, names) -> Counter:
 
 def table(results, points, tofu_dir) -> str:
     """The counts of ``points`` (file names in ``results/points``) as a markdown table."""
-    names = author_names(read_jsonl(tofu_dir / "full.jsonl"))
     target = json.loads((results / "points" / "target.json").read_text())
-    forget = read_jsonl(tofu_dir / f"{target['setup']['data']['forget']}.jsonl")
+    forget = target["setup"]["data"]["forget"]
+    files = split_files(tofu_dir, ["full", forget])
+    names = author_names(read_jsonl(files["full"]))
+    own = author_names(read_jsonl(files[forget]))
     lines = [
         "| point | " + " | ".join(KINDS) + " |",
         "|---|" + "---|" * len(KINDS),
     ]
     for name in points:
         point = json.loads((results / "points" / f"{name}.json").read_text())
-        found = counts(point, target, forget, names)
+        found = counts(point, target, own, names)
         lines.append(f"| {name} | " + " | ".join(str(found[k]) for k in KINDS) + " |")
     return "\n".join(lines)
 
@@ -118,16 +119,15 @@ def main():
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("points", nargs="+", help="point file names, without .json")
     args = parser.parse_args()
-    if not (args.tofu_dir / "full.jsonl").is_file():
-        parser.error(
-            f"--tofu-dir {args.tofu_dir} has no full.jsonl (TOFU's 200 authors)"
-        )
     missing = [
         p for p in args.points if not (args.results / "points" / f"{p}.json").is_file()
     ]
     if missing:
         parser.error(f"no point file for {missing} in {args.results / 'points'}")
-    print(table(args.results, args.points, args.tofu_dir))
+    try:
+        print(table(args.results, args.points, args.tofu_dir))
+    except FileNotFoundError as error:
+        parser.error(f"--tofu-dir: {error}")
 
 
 if __name__ == "__main__":
